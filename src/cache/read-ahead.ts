@@ -1,0 +1,29 @@
+// Adaptive read-ahead: while a handle reads sequentially, prefetch a window of blocks
+// beyond the read that doubles each time the pattern holds; a seek resets it. Bounded,
+// so a random read of 1 MiB in a huge file fetches about 1 MiB.
+export const MIN_WINDOW = 2
+export const MAX_WINDOW = 32
+
+export class ReadAhead {
+  private nextOffset = -1
+  private window = 0
+  private prefetchedTo = 0 // first block index not yet asked for
+
+  /** Returns the [start, end) block range to prefetch now, or null. */
+  observe(offset: number, length: number, blockSize: number, totalBlocks: number): [number, number] | null {
+    const sequential = offset === this.nextOffset
+    this.nextOffset = offset + length
+    if (!sequential) {
+      this.window = 0
+      this.prefetchedTo = 0
+      return null
+    }
+    this.window = this.window === 0 ? MIN_WINDOW : Math.min(this.window * 2, MAX_WINDOW)
+    const lastRead = Math.floor((offset + length - 1) / blockSize)
+    const start = Math.max(lastRead + 1, this.prefetchedTo)
+    const end = Math.min(lastRead + 1 + this.window, totalBlocks)
+    if (start >= end) return null
+    this.prefetchedTo = end
+    return [start, end]
+  }
+}

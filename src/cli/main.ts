@@ -1,0 +1,286 @@
+// The tsyncfs command line.
+import { promises as fs, openSync, closeSync } from 'fs'
+import path from 'path'
+import { spawn } from 'child_process'
+import { newReadWriteSecret, parseSecret, FolderKeys, SecretError } from '../secrets'
+import { parseHostPorts, HostPort } from '../swarm/network'
+import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/daemon'
+import { defaultDataDir } from '../daemon/paths'
+import { ControlResponse, isAlive, registrations, request, Registration } from '../daemon/control'
+import { checkFuseDevice, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
+import { UserError } from '../user-error'
+import { FlagSpec, parseArgs, Parsed } from './args'
+
+interface Command {
+  usage: string
+  flags: FlagSpec
+  run(args: Parsed): Promise<void>
+}
+
+const MOUNT_FLAGS: FlagSpec = {
+  'data-dir': 'string', bootstrap: 'string', bind: 'string', foreground: 'boolean',
+  'read-timeout': 'string', 'allow-other': 'boolean', help: 'boolean'
+}
+
+const COMMANDS: Record<string, Command> = {
+  new: {
+    usage: 'tsyncfs new\n  Prints a new read-write secret for a new folder, on one line.',
+    flags: { help: 'boolean' },
+    async run() {
+      console.log(newReadWriteSecret())
+    }
+  },
+  secrets: {
+    usage: 'tsyncfs secrets <secret> [--json]\n  Prints the read-only and encrypted secrets derived from a secret (the ones it can derive).',
+    flags: { json: 'boolean', help: 'boolean' },
+    async run({ positionals, flags }) {
+      const keys = await readSecret(positionals[0])
+      const out = { readWrite: keys.readWrite ?? undefined, readOnly: keys.readOnly ?? undefined, encrypted: keys.encrypted }
+      if (flags.json) console.log(JSON.stringify(out))
+      else for (const [kind, secret] of Object.entries(out)) if (secret) console.log(`${kind.padEnd(10)} ${secret}`)
+    }
+  },
+  mount: {
+    usage: [
+      'tsyncfs mount <secret|secret-file> <mountpoint> [options]',
+      '  Mounts the folder and returns once the mount answers; a daemon serves it.',
+      '  --data-dir DIR        where this device keeps the folder (env TSYNCFS_DATA_DIR;',
+      '                        default $XDG_DATA_HOME/tsyncfs)',
+      '  --bootstrap H:P[,..]  DHT bootstrap nodes (env TSYNCFS_BOOTSTRAP; default: public DHT)',
+      '  --bind HOST           address to bind the DHT socket to (env TSYNCFS_BIND)',
+      '  --read-timeout SEC    how long a read waits for a peer before EIO (default 60)',
+      '  --allow-other         let other users access the mount',
+      '  --foreground          serve in this process, log to stderr'
+    ].join('\n'),
+    flags: MOUNT_FLAGS,
+    async run({ positionals, flags }) {
+      if (positionals.length !== 2) throw new UserError('usage: tsyncfs mount <secret> <mountpoint> (see --help)', 2)
+      const secretText = await readSecretText(positionals[0])
+      const keys = parseOrExit(secretText)
+      const config = mountConfig(positionals[1], flags)
+      if (flags.foreground) return runForeground(keys, config)
+      return runDetached(keys, secretText, config)
+    }
+  },
+  status: {
+    usage: 'tsyncfs status [mountpoint] [--json]\n  Folder id, peers, files and bytes local/total of one mount, or of every mount.',
+    flags: { json: 'boolean', help: 'boolean' },
+    async run({ positionals, flags }) {
+      const regs = positionals[0] ? [await findMount(positionals[0])] : await registrations()
+      const results = []
+      for (const reg of regs) results.push(unwrap(await request(reg.socket, { cmd: 'status' })))
+      if (flags.json) console.log(JSON.stringify(positionals[0] ? results[0] : results, null, 2))
+      else if (results.length === 0) console.log('no tsyncfs folder is mounted')
+      else console.log(results.map((r) => formatStatus(r as StatusResult)).join('\n\n'))
+    }
+  },
+  unmount: {
+    usage: 'tsyncfs unmount <mountpoint> [--lazy]\n  Commits pending writes, unmounts and stops the daemon. --lazy detaches a busy mount.',
+    flags: { lazy: 'boolean', help: 'boolean' },
+    async run({ positionals, flags }) {
+      if (!positionals[0]) throw new UserError('usage: tsyncfs unmount <mountpoint>', 2)
+      const mountpoint = path.resolve(positionals[0])
+      const reg = (await registrations()).find((r) => r.mountpoint === mountpoint)
+      if (!reg) {
+        // A crashed daemon leaves a dead mount behind: detach it.
+        if (await isMountpoint(mountpoint)) return detach(mountpoint)
+        throw new UserError(`${mountpoint} is not a tsyncfs mount`)
+      }
+      unwrap(await request(reg.socket, { cmd: 'unmount', lazy: !!flags.lazy }))
+      await waitForExit(reg.pid, 30000)
+    }
+  },
+  bootstrap: {
+    usage: 'tsyncfs bootstrap [--host 127.0.0.1] [--port 49737] [--nodes 3]\n  Runs DHT bootstrap nodes for a private network, until stopped.',
+    flags: { host: 'string', port: 'string', nodes: 'string', help: 'boolean' },
+    async run({ flags }) {
+      const host = String(flags.host ?? '127.0.0.1')
+      const port = Number(flags.port ?? 49737)
+      const nodes = Number(flags.nodes ?? 3)
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`bad port "${flags.port}"`, 2)
+      if (!Number.isInteger(nodes) || nodes < 1) throw new UserError(`bad node count "${flags.nodes}"`, 2)
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const createTestnet = require('hyperdht/testnet') as (n: number, o: { host: string; port: number }) => Promise<{ destroy(): Promise<void>; bootstrap: HostPort[] }>
+      const net = await createTestnet(nodes, { host, port })
+      console.log(`bootstrap node listening on ${net.bootstrap.map((b) => `${b.host}:${b.port}`).join(',')}`)
+      const stop = () => net.destroy().then(() => process.exit(0))
+      process.on('SIGTERM', stop)
+      process.on('SIGINT', stop)
+    }
+  }
+}
+
+export function main(argv: string[]): void {
+  run(argv).catch((err: unknown) => {
+    if (err instanceof UserError) {
+      console.error(`tsyncfs: ${err.message}`)
+      process.exit(err.exitCode)
+    }
+    console.error(`tsyncfs: ${(err as Error)?.message ?? String(err)}`)
+    process.exit(1)
+  })
+}
+
+async function run(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv
+  if (name === '__daemon') return runDaemonChild()
+  if (!name || name === '--help' || name === 'help') return printHelp()
+  const command = COMMANDS[name]
+  if (!command) throw new UserError(`unknown command "${name}" (see tsyncfs --help)`, 2)
+  const args = parseArgs(rest, command.flags)
+  if (args.flags.help) return void console.log(command.usage)
+  await command.run(args)
+}
+
+function printHelp(): void {
+  console.log('tsyncfs: a synced folder you mount, with lazy peer-to-peer reads\n')
+  for (const command of Object.values(COMMANDS)) console.log(command.usage + '\n')
+}
+
+// --- secrets ---
+
+async function readSecretText(arg: string | undefined): Promise<string> {
+  if (!arg) throw new UserError('a secret is needed (see --help)', 2)
+  if (/^ts(rw|ro|en)-/.test(arg)) return arg
+  try {
+    return (await fs.readFile(arg, 'utf8')).trim()
+  } catch {
+    throw new UserError(`"${arg.length > 12 ? arg.slice(0, 12) + '...' : arg}" is not a tsyncfs secret, nor a readable file holding one`, 2)
+  }
+}
+
+function parseOrExit(text: string): FolderKeys {
+  try {
+    return parseSecret(text)
+  } catch (err) {
+    if (err instanceof SecretError) throw new UserError(err.message, 2)
+    throw err
+  }
+}
+
+async function readSecret(arg: string | undefined): Promise<FolderKeys> {
+  return parseOrExit(await readSecretText(arg))
+}
+
+// --- mount ---
+
+function mountConfig(mountpoint: string, flags: Record<string, string | boolean>): DaemonConfig {
+  const str = (name: string, env: string): string | null => {
+    const value = flags[name] ?? process.env[env]
+    return typeof value === 'string' && value !== '' ? value : null
+  }
+  const readTimeoutSec = Number(flags['read-timeout'] ?? 60)
+  if (!(readTimeoutSec > 0)) throw new UserError(`bad --read-timeout "${flags['read-timeout']}": expected seconds > 0`, 2)
+  const bootstrap = str('bootstrap', 'TSYNCFS_BOOTSTRAP')
+  let peers: HostPort[] | null = null
+  try {
+    peers = bootstrap ? parseHostPorts(bootstrap) : null
+  } catch (err) {
+    throw new UserError(`bad --bootstrap: ${(err as Error).message}`, 2)
+  }
+  return {
+    mountpoint: path.resolve(mountpoint),
+    dataDir: path.resolve(str('data-dir', 'TSYNCFS_DATA_DIR') ?? defaultDataDir()),
+    bootstrap: peers,
+    bind: str('bind', 'TSYNCFS_BIND'),
+    readTimeoutSec,
+    allowOther: !!flags['allow-other']
+  }
+}
+
+async function runForeground(keys: FolderKeys, config: DaemonConfig): Promise<void> {
+  const daemon = new Daemon(keys, config, makeLogger())
+  await daemon.start()
+  console.log(`mounted ${keys.folderId} at ${config.mountpoint}`)
+}
+
+interface DaemonMessage { ready?: boolean; error?: string; exitCode?: number }
+
+async function runDetached(keys: FolderKeys, secret: string, config: DaemonConfig): Promise<void> {
+  // Check what can be checked here, so that bad input fails before a daemon exists.
+  if (keys.kind === 'encrypted') throw new UserError('an encrypted secret cannot be mounted: it cannot read names or contents (use it with seed)', 2)
+  loadFuse()
+  await checkFuseDevice()
+  await prepareMountpoint(config.mountpoint)
+  const dir = await prepareFolderDir(config.dataDir, keys)
+  const logFile = path.join(dir, 'daemon.log')
+  const log = openSync(logFile, 'a', 0o600)
+  const child = spawn(process.execPath, [process.argv[1], '__daemon'], { detached: true, stdio: ['ignore', log, log, 'ipc'] })
+  closeSync(log)
+  const outcome = await new Promise<DaemonMessage>((resolve) => {
+    child.once('message', (msg) => resolve(msg as DaemonMessage))
+    child.once('exit', (code) => resolve({ error: `the daemon exited (code ${code}); see ${logFile}` }))
+    child.send({ secret, config })
+  })
+  if (outcome.error) throw new UserError(outcome.error, outcome.exitCode ?? 1)
+  child.disconnect()
+  child.unref()
+  console.log(`mounted ${keys.folderId} at ${config.mountpoint}`)
+}
+
+function runDaemonChild(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('message', (msg: { secret: string; config: DaemonConfig }) => {
+      const daemon = new Daemon(parseSecret(msg.secret), msg.config, makeLogger())
+      daemon.start().then(
+        () => {
+          process.send?.({ ready: true })
+          process.disconnect?.()
+          resolve()
+        },
+        (err: Error) => {
+          const exitCode = err instanceof UserError ? err.exitCode : 1
+          process.stderr.write(`${new Date().toISOString()} failed to start: ${err.stack}\n`)
+          process.send?.({ error: err.message, exitCode }, () => process.exit(exitCode))
+        }
+      )
+    })
+  })
+}
+
+// --- status and unmount ---
+
+async function findMount(arg: string): Promise<Registration> {
+  const mountpoint = path.resolve(arg)
+  const reg = (await registrations()).find((r) => r.mountpoint === mountpoint)
+  if (!reg) throw new UserError(`${mountpoint} is not a tsyncfs mount`)
+  return reg
+}
+
+function unwrap(res: ControlResponse): unknown {
+  if (!res.ok) throw new UserError(res.error)
+  return res.result
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) throw new UserError(`daemon ${pid} did not exit in time`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+interface StatusResult {
+  folderId: string; kind: string; mountpoint: string; device: string | null; members: number
+  peers: Array<{ id: string; address: string; verified: boolean }>
+  files: number; dirs: number; conflicts: number; bytesTotal: number; bytesLocal: number
+}
+
+function formatStatus(s: StatusResult): string {
+  return [
+    `folder     ${s.folderId} (${s.kind})`,
+    `mount      ${s.mountpoint}`,
+    `device     ${s.device ?? '(read-only)'}`,
+    `members    ${s.members}`,
+    `peers      ${s.peers.length}${s.peers.map((p) => `\n  ${p.id} ${p.address}${p.verified ? '' : ' (unverified)'}`).join('')}`,
+    `files      ${s.files} in ${s.dirs} directories, ${s.conflicts} conflicts`,
+    `bytes      ${formatBytes(s.bytesLocal)} local of ${formatBytes(s.bytesTotal)}`
+  ].join('\n')
+}
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let i = 0
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++ }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`
+}

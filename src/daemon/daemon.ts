@@ -1,0 +1,171 @@
+// The daemon serving one mounted folder: storage, model, network, FUSE and the control
+// socket, started in that order and stopped in reverse.
+import { promises as fs, constants } from 'fs'
+import path from 'path'
+import net from 'net'
+import Corestore from 'corestore'
+import { FolderKeys } from '../secrets'
+import { Folder } from '../model/folder'
+import { FolderNetwork, HostPort } from '../swarm/network'
+import { FolderMount, checkFuseDevice, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
+import { UserError } from '../user-error'
+import { folderDir } from './paths'
+import { isAlive, register, registrationPaths, serve, unregister } from './control'
+
+export interface DaemonConfig {
+  mountpoint: string
+  dataDir: string
+  bootstrap: HostPort[] | null
+  bind: string | null
+  readTimeoutSec: number
+  allowOther: boolean
+}
+
+export type Logger = (message: string) => void
+
+export function makeLogger(): Logger {
+  return (message) => process.stderr.write(`${new Date().toISOString()} ${message}\n`)
+}
+
+/** Creates the folder's state dir (0700) or fails with a clear line. */
+export async function prepareFolderDir(dataDir: string, keys: FolderKeys): Promise<string> {
+  const dir = folderDir(path.resolve(dataDir), keys.folderId)
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 })
+    await fs.access(dir, constants.W_OK)
+  } catch (err) {
+    throw new UserError(`data dir ${dataDir} is not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  return dir
+}
+
+export class Daemon {
+  private store: Corestore | null = null
+  private folder: Folder | null = null
+  private network: FolderNetwork | null = null
+  private fuseMount: FolderMount | null = null
+  private control: net.Server | null = null
+  private watchdog: NodeJS.Timeout | null = null
+  private stopping: Promise<void> | null = null
+  private dir = ''
+  private mountpoint = ''
+
+  constructor(private readonly keys: FolderKeys, private readonly config: DaemonConfig, private readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    if (this.keys.kind === 'encrypted') throw new UserError('an encrypted secret cannot be mounted: it cannot read names or contents (use it with seed)', 2)
+    loadFuse()
+    await checkFuseDevice()
+    this.mountpoint = await prepareMountpoint(this.config.mountpoint)
+    this.dir = await prepareFolderDir(this.config.dataDir, this.keys)
+    await this.lock()
+    try {
+      await this.startParts()
+    } catch (err) {
+      await this.stop().catch(() => {})
+      throw err
+    }
+  }
+
+  private async startParts(): Promise<void> {
+    const { keys, config, log } = this
+    this.store = new Corestore(path.join(this.dir, 'cores'))
+    await this.store.ready()
+    this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000 })
+    this.folder.on('warning', (err: Error) => log(`warning: ${err.message}`))
+    this.folder.on('member', () => log('a new member joined the folder'))
+    await this.folder.open()
+    this.network = new FolderNetwork(keys, this.store, this.folder, { bootstrap: config.bootstrap, bind: config.bind }, log)
+    await this.network.start()
+    this.fuseMount = new FolderMount(this.folder, {
+      mountpoint: this.mountpoint, dataDir: this.dir, fsName: `tsyncfs:${keys.folderId}`,
+      readOnly: !this.folder.writable, allowOther: config.allowOther,
+      uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, log
+    })
+    await this.fuseMount.mount(30000)
+    const { socket } = registrationPaths(this.mountpoint)
+    this.control = await serve(socket, async (req) => {
+      if (req.cmd === 'status') return this.status()
+      if (req.cmd === 'unmount') {
+        await this.releaseMount(!!req.lazy)
+        setImmediate(() => this.shutdown(0))
+        return { unmounted: this.mountpoint }
+      }
+      throw new Error('unknown command')
+    })
+    await register({ mountpoint: this.mountpoint, pid: process.pid, socket, folderId: keys.folderId, dataDir: path.resolve(config.dataDir) })
+    // `umount DIR` from outside ends the FUSE session without telling us: notice it.
+    this.watchdog = setInterval(() => {
+      isMountpoint(this.mountpoint).then((mounted) => { if (!mounted) this.shutdown(0) }, () => {})
+    }, 1000)
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => this.shutdown(0))
+    log(`mounted folder ${keys.folderId} (${keys.kind}) at ${this.mountpoint}`)
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    const folder = this.folder!
+    const totals = folder.totals()
+    return {
+      folderId: this.keys.folderId,
+      kind: this.keys.kind,
+      mountpoint: this.mountpoint,
+      dataDir: path.resolve(this.config.dataDir),
+      device: folder.deviceId,
+      pid: process.pid,
+      members: folder.memberDevices().length,
+      peers: this.network?.peerList() ?? [],
+      files: totals.files,
+      dirs: totals.dirs,
+      conflicts: totals.conflicts,
+      bytesTotal: totals.bytes,
+      bytesLocal: await folder.localBytes()
+    }
+  }
+
+  /** Unmounts; a busy mount is refused unless `lazy`. */
+  private async releaseMount(lazy: boolean): Promise<void> {
+    try {
+      await detach(this.mountpoint, lazy)
+    } catch (err) {
+      if (await isMountpoint(this.mountpoint)) {
+        throw new Error(`${this.mountpoint} is busy (close what uses it, or unmount with --lazy)`)
+      }
+    }
+  }
+
+  shutdown(code: number): void {
+    this.stop().then(() => process.exit(code), (err) => {
+      this.log(`error while stopping: ${(err as Error).message}`)
+      process.exit(1)
+    })
+  }
+
+  stop(): Promise<void> {
+    if (!this.stopping) this.stopping = this.stopParts()
+    return this.stopping
+  }
+
+  private async stopParts(): Promise<void> {
+    if (this.watchdog) clearInterval(this.watchdog)
+    // Pending writes are committed before the mount goes away.
+    await this.folder?.close().catch((err) => this.log(`closing folder: ${err.message}`))
+    await this.fuseMount?.unmount().catch(() => {})
+    if (this.mountpoint && await isMountpoint(this.mountpoint).catch(() => false)) await detach(this.mountpoint).catch(() => {})
+    this.control?.close()
+    if (this.mountpoint) await unregister(this.mountpoint)
+    await this.network?.stop().catch(() => {})
+    await this.store?.close().catch(() => {})
+    if (this.dir) await fs.rm(path.join(this.dir, 'daemon.pid'), { force: true })
+    this.log('stopped')
+  }
+
+  /** One daemon per folder and data dir: two mounts of one folder are refused. */
+  private async lock(): Promise<void> {
+    const pidFile = path.join(this.dir, 'daemon.pid')
+    const other = Number(await fs.readFile(pidFile, 'utf8').catch(() => ''))
+    if (other && other !== process.pid && isAlive(other)) {
+      throw new UserError(`folder ${this.keys.folderId} is already mounted from ${this.config.dataDir} (daemon pid ${other})`)
+    }
+    await fs.writeFile(pidFile, String(process.pid), { mode: 0o600 })
+  }
+}

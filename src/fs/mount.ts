@@ -1,0 +1,116 @@
+// Mounting and unmounting the folder with fuse-native, and the checks that make a bad
+// mountpoint fail with one clear line before anything is half-mounted.
+import { promises as fs, constants } from 'fs'
+import { execFile } from 'child_process'
+import { promisify } from 'util'
+import path from 'path'
+import type FuseType from 'fuse-native'
+import { Folder } from '../model/folder'
+import { UserError } from '../user-error'
+import { createOps } from './ops'
+
+const run = promisify(execFile)
+
+export interface MountOptions {
+  mountpoint: string
+  dataDir: string
+  fsName: string
+  readOnly: boolean
+  allowOther: boolean
+  uid: number
+  gid: number
+  log: (message: string) => void
+}
+
+/** fuse-native, or a clear error when libfuse or /dev/fuse is missing. */
+export function loadFuse(): typeof FuseType {
+  try {
+    return require('fuse-native') as typeof FuseType
+  } catch (err) {
+    throw new UserError(`FUSE is not usable: cannot load fuse-native (is libfuse2 installed? apt-get install libfuse2 fuse3): ${(err as Error).message.split('\n')[0]}`)
+  }
+}
+
+export async function checkFuseDevice(): Promise<void> {
+  try {
+    await fs.access('/dev/fuse', constants.R_OK | constants.W_OK)
+  } catch {
+    throw new UserError('FUSE is not usable: /dev/fuse is missing or not accessible')
+  }
+}
+
+export async function isMountpoint(dir: string): Promise<boolean> {
+  const mounts = await fs.readFile('/proc/self/mountinfo', 'utf8')
+  return mounts.split('\n').some((line) => unescapeMount(line.split(' ')[4] ?? '') === dir)
+}
+
+function unescapeMount(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)))
+}
+
+/** Lazily detaches a mount; used for stale mounts of a crashed daemon. */
+export async function detach(dir: string, lazy = true): Promise<void> {
+  await run('fusermount', [lazy ? '-uz' : '-u', dir])
+}
+
+/** Validates a mountpoint; recovers a stale (ENOTCONN) mount of a crashed daemon. */
+export async function prepareMountpoint(dir: string): Promise<string> {
+  const abs = path.resolve(dir)
+  let stat
+  try {
+    stat = await fs.stat(abs)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOTCONN') {
+      await detach(abs)
+      return prepareMountpoint(abs)
+    }
+    if (code === 'ENOENT') throw new UserError(`mountpoint ${abs} does not exist`)
+    throw new UserError(`mountpoint ${abs} is not usable: ${code}`)
+  }
+  if (!stat.isDirectory()) throw new UserError(`mountpoint ${abs} is not a directory`)
+  if (await isMountpoint(abs)) throw new UserError(`mountpoint ${abs} is already mounted`)
+  if ((await fs.readdir(abs)).length > 0) throw new UserError(`mountpoint ${abs} is not empty`)
+  return abs
+}
+
+export class FolderMount {
+  private fuse: FuseType | null = null
+
+  constructor(private readonly folder: Folder, private readonly opts: MountOptions) {}
+
+  async mount(timeoutMs: number): Promise<void> {
+    const Fuse = loadFuse()
+    const extra = ['big_writes', 'max_write=131072', `fsname=${this.opts.fsName}`, 'subtype=tsyncfs']
+    if (this.opts.readOnly) extra.push('ro')
+    // fuse-native's option whitelist drops big_writes; without it writes come 4 KiB at a time.
+    class TsyncFuse extends Fuse {
+      _fuseOptions(): string {
+        const base = super._fuseOptions()
+        return (base ? base + ',' : '-o') + extra.join(',')
+      }
+    }
+    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, dataDir: this.opts.dataDir, log: this.opts.log })
+    const fuse = new TsyncFuse(this.opts.mountpoint, ops, {
+      // Our own reads are bounded by --read-timeout; a commit of a large file may take long.
+      timeout: false,
+      allowOther: this.opts.allowOther
+    })
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new UserError('FUSE mount did not answer in time')), timeoutMs)
+      fuse.mount((err) => {
+        clearTimeout(timer)
+        if (err) reject(new UserError(`cannot mount ${this.opts.mountpoint}: ${err.message}`))
+        else resolve()
+      })
+    })
+    this.fuse = fuse
+  }
+
+  async unmount(): Promise<void> {
+    const fuse = this.fuse
+    if (!fuse) return
+    this.fuse = null
+    await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
+  }
+}

@@ -1,0 +1,94 @@
+// FUSE operations: each one only translates to a call on the folder model and maps
+// the model's errors to errno values.
+import Fuse from 'fuse-native'
+import { promises as fs } from 'fs'
+import { Folder, Stat } from '../model/folder'
+import { FsError } from '../model/errors'
+
+type Callback = (...args: never[]) => void
+type Reply = (...args: unknown[]) => void
+
+export interface OpsOptions {
+  uid: number
+  gid: number
+  dataDir: string // statfs reports the disk that holds the cache
+  log: (message: string) => void
+}
+
+const ERRNO = Fuse as unknown as Record<string, number>
+
+function errno(err: unknown, log: (m: string) => void): number {
+  if (err instanceof FsError) return ERRNO[err.code] ?? ERRNO.EIO
+  log(`unexpected error: ${(err as Error)?.stack ?? String(err)}`)
+  return ERRNO.EIO
+}
+
+export function createOps(folder: Folder, opts: OpsOptions): Record<string, Callback> {
+  const toStat = (s: Stat) => {
+    const date = new Date(s.mtime)
+    return {
+      mode: s.mode, size: s.size, uid: opts.uid, gid: opts.gid,
+      nlink: s.type === 'dir' ? 2 : 1, mtime: date, atime: date, ctime: date,
+      blksize: 4096, blocks: Math.ceil(s.size / 512)
+    }
+  }
+
+  /** Runs a model call; replies with its result, or with the errno it failed with. */
+  const call = <T>(cb: Callback, fn: () => T | Promise<T>, reply: (cb: Reply, value: T) => void) => {
+    const done = cb as unknown as Reply
+    Promise.resolve().then(fn).then(
+      (value) => reply(done, value),
+      (err) => done(errno(err, opts.log))
+    )
+  }
+  const ok = (cb: Reply) => cb(0)
+  const withValue = <T>(cb: Reply, value: T) => cb(0, value)
+  const count = (cb: Reply, n: number) => cb(n)
+
+  return {
+    init: (cb: Callback) => (cb as unknown as Reply)(0),
+    access: (path: string, _mode: number, cb: Callback) => call(cb, () => folder.stat(path), ok),
+    getattr: (path: string, cb: Callback) => call(cb, () => toStat(folder.stat(path)), withValue),
+    fgetattr: (path: string, _fd: number, cb: Callback) => call(cb, () => toStat(folder.stat(path)), withValue),
+    readdir: (path: string, cb: Callback) => call(cb, () => folder.readdir(path), withValue),
+    readlink: (path: string, cb: Callback) => call(cb, () => folder.readlink(path), withValue),
+    statfs: (_path: string, cb: Callback) => call(cb, () => statfs(folder, opts.dataDir), withValue),
+    open: (path: string, flags: number, cb: Callback) => call(cb, () => folder.openFile(path, flags), withValue),
+    create: (path: string, mode: number, cb: Callback) => call(cb, () => folder.create(path, mode), withValue),
+    read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
+      call(cb, async () => (await folder.read(fd, pos, len)).copy(buf), count),
+    // libfuse owns `buf`: copy it before the callback returns it.
+    write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
+      call(cb, () => folder.write(fd, Buffer.from(buf.subarray(0, len)), pos), count),
+    flush: (_path: string, fd: number, cb: Callback) => call(cb, () => folder.flush(fd), ok),
+    fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => call(cb, () => folder.flush(fd), ok),
+    fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Callback) => (cb as unknown as Reply)(0),
+    release: (_path: string, fd: number, cb: Callback) => call(cb, () => folder.release(fd), ok),
+    truncate: (path: string, size: number, cb: Callback) => call(cb, () => folder.truncate(path, size), ok),
+    ftruncate: (path: string, _fd: number, size: number, cb: Callback) => call(cb, () => folder.truncate(path, size), ok),
+    unlink: (path: string, cb: Callback) => call(cb, () => folder.unlink(path), ok),
+    mkdir: (path: string, mode: number, cb: Callback) => call(cb, () => folder.mkdir(path, mode), ok),
+    rmdir: (path: string, cb: Callback) => call(cb, () => folder.rmdir(path), ok),
+    rename: (src: string, dst: string, cb: Callback) => call(cb, () => folder.rename(src, dst), ok),
+    symlink: (target: string, path: string, cb: Callback) => call(cb, () => folder.symlink(target, path), ok),
+    link: (_src: string, _dst: string, cb: Callback) => (cb as unknown as Reply)(ERRNO.EPERM),
+    chmod: (path: string, mode: number, cb: Callback) => call(cb, () => folder.chmod(path, mode), ok),
+    // Ownership is per device (the mount's uid/gid), so chown succeeds without effect.
+    chown: (path: string, _uid: number, _gid: number, cb: Callback) => call(cb, () => folder.stat(path), ok),
+    utimens: (path: string, _atime: number, mtime: number, cb: Callback) => call(cb, () => folder.utimens(path, mtime), ok)
+  }
+}
+
+async function statfs(folder: Folder, dataDir: string) {
+  const disk = await fs.statfs(dataDir)
+  const unit = 4096
+  const scale = disk.bsize / unit
+  const { files } = folder.totals()
+  const clamp = (n: number) => Math.min(Math.floor(n), 0xffffffff)
+  return {
+    bsize: unit, frsize: unit,
+    blocks: clamp(disk.blocks * scale), bfree: clamp(disk.bfree * scale), bavail: clamp(disk.bavail * scale),
+    files: clamp(files + disk.ffree), ffree: clamp(disk.ffree), favail: clamp(disk.ffree),
+    fsid: 0, flag: 0, namemax: 255
+  }
+}

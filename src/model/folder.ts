@@ -1,0 +1,564 @@
+// The folder model: the merged view of every member's log, and this device's changes to
+// it. It speaks paths, errors and buffers; it knows nothing of FUSE or the network.
+import { EventEmitter } from 'events'
+import { promises as fs } from 'fs'
+import { createHash } from 'crypto'
+import path from 'path'
+import Corestore from 'corestore'
+import Hypercore from 'hypercore'
+import { FolderKeys } from '../secrets'
+import { ReadAhead } from '../cache/read-ahead'
+import { Certificate, certify, fromJson, isValidCertificate, toJson } from './certificates'
+import { ContentStore, BLOCK_SIZE } from './content'
+import { ContentRef, Entry, EntryType, typeBits } from './entry'
+import { fail } from './errors'
+import { MemberDrive } from './member-drive'
+import { MergedIndex, parentOf } from './merged-index'
+import { Mutex } from './mutex'
+import { StagedFile } from './staging'
+import { bump, compare, VersionVector } from './version-vector'
+
+export interface Stat {
+  type: EntryType
+  mode: number // with the file type bits
+  size: number
+  mtime: number
+}
+
+export interface FolderOptions {
+  store: Corestore
+  keys: FolderKeys
+  dir: string // this folder's state directory on this device
+  readTimeoutMs: number
+}
+
+interface Handle {
+  path: string
+  staged: StagedFile | null
+  content: ContentRef | null // what a read-only handle reads: the version it opened
+  readAhead: ReadAhead
+}
+
+type EntryFields = Omit<Entry, 'vv' | 'device'>
+
+const O_ACCMODE = 3
+const O_TRUNC = 0o1000
+const EMPTY_HASH = createHash('sha256').digest('hex')
+
+export class Folder extends EventEmitter {
+  readonly index = new MergedIndex()
+  readonly content: ContentStore
+  private readonly members = new Map<string, MemberDrive>()
+  private readonly certificates = new Map<string, Certificate>()
+  private own: MemberDrive | null = null
+  private ownBlobs: Hypercore | null = null
+  private readonly mutex = new Mutex()
+  private readonly handles = new Map<number, Handle>()
+  private readonly staged = new Map<string, StagedFile>()
+  private nextFd = 1
+  private settling = false
+
+  constructor(private readonly opts: FolderOptions) {
+    super()
+    this.content = new ContentStore(opts.store, opts.keys.contentKey, opts.readTimeoutMs)
+  }
+
+  get writable(): boolean {
+    return this.own !== null
+  }
+
+  get deviceId(): string | null {
+    return this.own?.deviceId ?? null
+  }
+
+  private get stagingDir(): string {
+    return path.join(this.opts.dir, 'staging')
+  }
+
+  private get membersFile(): string {
+    return path.join(this.opts.dir, 'members.json')
+  }
+
+  async open(): Promise<void> {
+    await fs.rm(this.stagingDir, { recursive: true, force: true })
+    await fs.mkdir(this.stagingDir, { recursive: true, mode: 0o700 })
+    for (const cert of await this.loadCertificates()) this.certificates.set(cert.driveKey.toString('hex'), cert)
+    const { keys, store } = this.opts
+    if (keys.folderKeyPair) {
+      this.own = await this.openDrive(store.namespace('own-drive'), null)
+      this.ownBlobs = await this.own.blobCore()
+      this.content.register(this.ownBlobs)
+      await this.addCertificate(certify(keys.folderKeyPair, this.own.key))
+    }
+    await Promise.all([...this.certificates.values()].map((c) => this.openMember(c.driveKey)))
+    if (this.writable) await this.settleConflicts()
+  }
+
+  async close(): Promise<void> {
+    for (const fd of [...this.handles.keys()]) await this.release(fd).catch(() => {})
+    await Promise.all([...this.members.values()].map((m) => m.close().catch(() => {})))
+  }
+
+  // --- membership ---
+
+  allCertificates(): Certificate[] {
+    return [...this.certificates.values()]
+  }
+
+  memberDevices(): string[] {
+    return [...this.members.keys()]
+  }
+
+  /** Accepts a certificate from anywhere; only valid ones are kept. True when new. */
+  async addCertificate(cert: Certificate): Promise<boolean> {
+    if (!isValidCertificate(this.opts.keys.folderPublicKey, cert)) return false
+    const hex = cert.driveKey.toString('hex')
+    const known = this.certificates.has(hex)
+    if (!known) {
+      this.certificates.set(hex, cert)
+      await this.saveCertificates()
+    }
+    if (!this.memberByKey(cert.driveKey)) await this.openMember(cert.driveKey)
+    if (!known) this.emit('member', cert)
+    return !known
+  }
+
+  private memberByKey(key: Buffer): MemberDrive | undefined {
+    for (const m of this.members.values()) if (m.key.equals(key)) return m
+    return undefined
+  }
+
+  private async openMember(driveKey: Buffer): Promise<void> {
+    if (this.memberByKey(driveKey)) return
+    await this.openDrive(this.opts.store.session(), driveKey)
+  }
+
+  private async openDrive(store: Corestore, key: Buffer | null): Promise<MemberDrive> {
+    const member = await MemberDrive.open(
+      store,
+      key,
+      this.opts.keys.contentKey,
+      (device, p, entry) => this.index.put(device, p, entry),
+      () => this.onSynced(),
+      (err) => this.emit('warning', err)
+    )
+    this.members.set(member.deviceId, member)
+    return member
+  }
+
+  private onSynced(): void {
+    this.emit('update')
+    if (this.writable && this.index.conflictedPaths().length) this.settleConflicts().catch((err) => this.emit('warning', err))
+  }
+
+  private async loadCertificates(): Promise<Certificate[]> {
+    try {
+      const list = JSON.parse(await fs.readFile(this.membersFile, 'utf8')) as unknown[]
+      return list.map(fromJson).filter((c): c is Certificate => c !== null)
+    } catch {
+      return []
+    }
+  }
+
+  private async saveCertificates(): Promise<void> {
+    const tmp = this.membersFile + '.tmp'
+    await fs.writeFile(tmp, JSON.stringify(this.allCertificates().map(toJson)), { mode: 0o600 })
+    await fs.rename(tmp, this.membersFile)
+  }
+
+  // --- reading ---
+
+  stat(p: string): Stat {
+    const staged = this.staged.get(p)
+    if (staged && !staged.unlinked) return { type: 'file', mode: typeBits('file') | staged.mode, size: staged.size, mtime: staged.mtime }
+    const entry = this.entry(p)
+    const size = entry.type === 'dir' ? 4096 : entry.type === 'symlink' ? Buffer.byteLength(entry.target ?? '') : entry.size
+    return { type: entry.type, mode: typeBits(entry.type) | entry.mode, size, mtime: entry.mtime }
+  }
+
+  readdir(p: string): string[] {
+    if (this.entry(p).type !== 'dir') fail('ENOTDIR', p)
+    return this.index.list(p)
+  }
+
+  readlink(p: string): string {
+    const entry = this.entry(p)
+    if (entry.type !== 'symlink') fail('EINVAL', p)
+    return entry.target ?? ''
+  }
+
+  private entry(p: string): Entry {
+    const node = this.index.get(p)
+    if (!node) fail('ENOENT', p)
+    return node.entry
+  }
+
+  // --- open files ---
+
+  async openFile(p: string, flags: number): Promise<number> {
+    const entry = this.entry(p)
+    if (entry.type === 'dir') fail('EISDIR', p)
+    const forWrite = (flags & O_ACCMODE) !== 0
+    if (forWrite) this.requireWritable()
+    const existing = this.staged.get(p)
+    const staged = forWrite ? await this.stage(p, (flags & O_TRUNC) !== 0) : existing ?? null
+    if (staged && !forWrite) staged.refs++
+    return this.addHandle({ path: p, staged, content: entry.content ?? null, readAhead: new ReadAhead() })
+  }
+
+  async create(p: string, mode: number): Promise<number> {
+    this.requireWritable()
+    this.requireParentDir(p)
+    if (this.index.get(p)) fail('EEXIST', p)
+    const mtime = Date.now()
+    const base = this.index.resolution(p).frontier
+    const staged = await StagedFile.create(this.stagingDir, { path: p, mode: mode & 0o7777, mtime, base })
+    staged.dirty = true
+    staged.refs = 1
+    this.staged.set(p, staged)
+    // Shown at once on this device; written to the log when flushed.
+    this.index.put(this.requireDevice(), p, { type: 'file', mode: staged.mode, mtime, size: 0, vv: bump(base, this.requireDevice()), device: this.requireDevice() })
+    return this.addHandle({ path: p, staged, content: null, readAhead: new ReadAhead() })
+  }
+
+  async read(fd: number, offset: number, length: number): Promise<Buffer> {
+    const h = this.handle(fd)
+    if (h.staged) return h.staged.read(offset, length)
+    const ref = h.content
+    if (!ref) return Buffer.alloc(0)
+    const range = h.readAhead.observe(offset, length, ref.blockSize, ref.blockLength)
+    if (range) this.content.prefetch(ref, range[0], range[1])
+    return this.content.read(ref, offset, length)
+  }
+
+  async write(fd: number, data: Buffer, offset: number): Promise<number> {
+    const h = this.handle(fd)
+    if (!h.staged) fail('EBADF')
+    return h.staged.write(data, offset)
+  }
+
+  async flush(fd: number): Promise<void> {
+    const h = this.handle(fd)
+    if (h.staged) await this.commit(h.staged)
+  }
+
+  async release(fd: number): Promise<void> {
+    const h = this.handle(fd)
+    this.handles.delete(fd)
+    if (h.staged) await this.unstage(h.staged)
+  }
+
+  private addHandle(h: Handle): number {
+    const fd = this.nextFd++
+    this.handles.set(fd, h)
+    return fd
+  }
+
+  private handle(fd: number): Handle {
+    const h = this.handles.get(fd)
+    if (!h) fail('EBADF')
+    return h
+  }
+
+  /** One staging file per path, shared by every handle that writes it. */
+  private async stage(p: string, truncate: boolean): Promise<StagedFile> {
+    const existing = this.staged.get(p)
+    if (existing) {
+      existing.refs++
+      if (truncate && existing.size > 0) await existing.truncate(0)
+      return existing
+    }
+    const entry = this.entry(p)
+    const base = this.index.resolution(p).frontier
+    const staged = await StagedFile.create(this.stagingDir, { path: p, mode: entry.mode, mtime: entry.mtime, base })
+    staged.refs = 1
+    try {
+      if (!truncate && entry.content) await this.fill(staged, entry.content)
+    } catch (err) {
+      await staged.discard()
+      throw err
+    }
+    staged.dirty = truncate && entry.size > 0
+    staged.mtime = truncate ? Date.now() : entry.mtime
+    this.staged.set(p, staged)
+    return staged
+  }
+
+  private async fill(staged: StagedFile, ref: ContentRef): Promise<void> {
+    const step = BLOCK_SIZE * 16
+    for (let offset = 0; offset < ref.byteLength; offset += step) {
+      await staged.write(await this.content.read(ref, offset, step), offset)
+    }
+  }
+
+  private async unstage(staged: StagedFile): Promise<void> {
+    try {
+      await this.commit(staged)
+    } finally {
+      if (--staged.refs <= 0) {
+        if (this.staged.get(staged.path) === staged) this.staged.delete(staged.path)
+        await staged.discard()
+      }
+    }
+  }
+
+  /** Appends the staged bytes to this device's blob core and records the new version. */
+  private commit(staged: StagedFile): Promise<void> {
+    return this.mutex.run(async () => {
+      if (!staged.dirty || staged.unlinked) return
+      staged.dirty = false
+      const stored = staged.size > 0 ? await this.content.append(this.requireBlobs(), staged.chunks(BLOCK_SIZE)) : null
+      const fields: EntryFields = {
+        type: 'file', mode: staged.mode, mtime: staged.mtime, size: staged.size,
+        content: stored?.ref ?? null, hash: stored?.hash ?? EMPTY_HASH
+      }
+      const [written] = await this.writeEntries([[staged.path, fields]], new Map([[staged.path, staged.base]]))
+      staged.base = written.vv
+    })
+  }
+
+  // --- namespace changes ---
+
+  mkdir(p: string, mode: number): Promise<void> {
+    return this.mutate(async () => {
+      this.requireParentDir(p)
+      if (this.index.get(p)) fail('EEXIST', p)
+      await this.writeEntries([[p, { type: 'dir', mode: mode & 0o7777, mtime: Date.now(), size: 0 }]])
+    })
+  }
+
+  rmdir(p: string): Promise<void> {
+    return this.mutate(async () => {
+      const entry = this.entry(p)
+      if (entry.type !== 'dir') fail('ENOTDIR', p)
+      if (p === '/') fail('EBUSY', p)
+      if (this.index.list(p).length > 0) fail('ENOTEMPTY', p)
+      await this.writeEntries([[p, tombstone(entry)]])
+    })
+  }
+
+  unlink(p: string): Promise<void> {
+    return this.mutate(async () => {
+      const entry = this.entry(p)
+      if (entry.type === 'dir') fail('EISDIR', p)
+      const staged = this.staged.get(p)
+      if (staged) {
+        staged.unlinked = true
+        this.staged.delete(p)
+      }
+      await this.writeEntries([[p, tombstone(entry)]])
+    })
+  }
+
+  symlink(target: string, p: string): Promise<void> {
+    return this.mutate(async () => {
+      this.requireParentDir(p)
+      if (this.index.get(p)) fail('EEXIST', p)
+      await this.writeEntries([[p, { type: 'symlink', mode: 0o777, mtime: Date.now(), size: Buffer.byteLength(target), target }]])
+    })
+  }
+
+  chmod(p: string, mode: number): Promise<void> {
+    return this.mutate(async () => {
+      const staged = this.staged.get(p)
+      if (staged) staged.mode = mode & 0o7777
+      await this.writeEntries([[p, { ...this.liveEntry(p), mode: mode & 0o7777 }]])
+    })
+  }
+
+  utimens(p: string, mtime: number): Promise<void> {
+    return this.mutate(async () => {
+      const staged = this.staged.get(p)
+      if (staged) staged.mtime = mtime
+      await this.writeEntries([[p, { ...this.liveEntry(p), mtime }]])
+    })
+  }
+
+  async truncate(p: string, size: number): Promise<void> {
+    this.requireWritable()
+    const entry = this.entry(p)
+    if (entry.type === 'dir') fail('EISDIR', p)
+    if (size < 0) fail('EINVAL', p)
+    const open = this.staged.get(p)
+    if (open) return open.truncate(size)
+    if (size === entry.size) return
+    const staged = await this.stage(p, size === 0)
+    await staged.truncate(size)
+    await this.unstage(staged)
+  }
+
+  rename(src: string, dst: string): Promise<void> {
+    return this.mutate(async () => {
+      if (src === dst) return
+      const from = this.entry(src)
+      this.requireParentDir(dst)
+      if (dst.startsWith(src + '/')) fail('EINVAL', `${dst} is inside ${src}`)
+      const to = this.index.get(dst)?.entry
+      if (to && from.type === 'dir' && to.type !== 'dir') fail('ENOTDIR', dst)
+      if (to && from.type !== 'dir' && to.type === 'dir') fail('EISDIR', dst)
+      if (to?.type === 'dir' && this.index.list(dst).length > 0) fail('ENOTEMPTY', dst)
+      const changes: Array<[string, EntryFields]> = []
+      for (const q of [...this.index.walk(src)]) {
+        const moved = dst + q.slice(src.length)
+        const entry = this.entry(q)
+        changes.push([moved, { ...stripVersion(entry), deleted: false }], [q, tombstone(entry)])
+      }
+      this.moveStaged(src, dst)
+      await this.writeEntries(changes)
+    })
+  }
+
+  private moveStaged(src: string, dst: string): void {
+    for (const [p, staged] of [...this.staged]) {
+      if (p !== src && !p.startsWith(src + '/')) continue
+      this.staged.delete(p)
+      staged.path = dst + p.slice(src.length)
+      this.staged.set(staged.path, staged)
+    }
+    for (const h of this.handles.values()) {
+      if (h.path === src || h.path.startsWith(src + '/')) h.path = dst + h.path.slice(src.length)
+    }
+  }
+
+  // --- writing the log ---
+
+  private mutate(fn: () => Promise<void>): Promise<void> {
+    this.requireWritable()
+    return this.mutex.run(fn)
+  }
+
+  /** Writes new versions of paths to this device's log in one batch. Each version
+   *  dominates what this device has seen, unless `bases` says the change was made on an
+   *  older view (a file open while another device changed it): then it is concurrent,
+   *  and both survive. Unsettled conflicts at a path are settled first so that no
+   *  version is shadowed. */
+  private async writeEntries(changes: Array<[string, EntryFields]>, bases = new Map<string, VersionVector>()): Promise<Entry[]> {
+    const device = this.requireDevice()
+    const puts: Array<[string, Entry]> = []
+    const planned = new Map<string, Entry>()
+    const versionOf = (p: string, base?: VersionVector): VersionVector => {
+      const prior = planned.get(p)?.vv ?? this.index.resolution(p).frontier
+      const othersAhead = base && this.index.candidatesOf(p).some((e) => e.device !== device && !dominatedBy(e.vv, base))
+      return bump(othersAhead && base ? base : prior, device)
+    }
+    const add = (p: string, fields: EntryFields, base?: VersionVector): Entry => {
+      const entry: Entry = { ...fields, vv: versionOf(p, base), device }
+      planned.set(p, entry)
+      puts.push([p, entry])
+      return entry
+    }
+    for (const [p] of changes) {
+      for (const [copyPath, loser] of this.index.conflictCopies(p)) {
+        if (!planned.has(copyPath)) add(copyPath, stripVersion(loser))
+      }
+    }
+    const written = changes.map(([p, fields]) => add(p, fields, bases.get(p)))
+    await this.persist(puts)
+    return written
+  }
+
+  private async persist(puts: Array<[string, Entry]>): Promise<void> {
+    const own = this.own!
+    if (puts.length === 1) {
+      await own.drive.putEntry(puts[0][0], { metadata: puts[0][1] })
+    } else {
+      const batch = own.drive.batch()
+      for (const [p, entry] of puts) await batch.putEntry(p, { metadata: entry })
+      await batch.flush()
+    }
+    for (const [p, entry] of puts) this.index.put(own.deviceId, p, entry)
+  }
+
+  /** Makes concurrent versions durable as conflict copies, so that the next edit of the
+   *  winner does not shadow them. Every writer may do this; they converge because the
+   *  copies' names and contents are derived from the versions themselves. */
+  private async settleConflicts(): Promise<void> {
+    if (this.settling) return
+    this.settling = true
+    try {
+      await this.mutex.run(async () => {
+        for (const p of this.index.conflictedPaths()) {
+          const winner = this.index.resolution(p).winner
+          if (winner) await this.writeEntries([[p, stripVersion(winner)]])
+        }
+      })
+    } finally {
+      this.settling = false
+    }
+  }
+
+  private liveEntry(p: string): EntryFields {
+    return stripVersion(this.entry(p))
+  }
+
+  private requireParentDir(p: string): void {
+    const parent = this.index.get(parentOf(p))
+    if (!parent) fail('ENOENT', parentOf(p))
+    if (parent.entry.type !== 'dir') fail('ENOTDIR', parentOf(p))
+  }
+
+  private requireWritable(): void {
+    if (!this.own) fail('EROFS')
+  }
+
+  private requireDevice(): string {
+    if (!this.own) fail('EROFS')
+    return this.own.deviceId
+  }
+
+  private requireBlobs(): Hypercore {
+    if (!this.ownBlobs) fail('EROFS')
+    return this.ownBlobs
+  }
+
+  // --- numbers for status and statfs ---
+
+  totals(): { files: number; dirs: number; bytes: number; conflicts: number } {
+    let files = 0
+    let dirs = 0
+    let bytes = 0
+    for (const [, node] of this.index.nodes()) {
+      if (node.entry.type === 'dir') dirs++
+      else files++
+      if (node.entry.type === 'file') bytes += node.entry.size
+    }
+    return { files, dirs, bytes, conflicts: this.index.conflictedPaths().length }
+  }
+
+  /** Bytes of visible files whose blocks are on this disk. */
+  async localBytes(): Promise<number> {
+    let local = 0
+    for (const [, node] of this.index.nodes()) {
+      const ref = node.entry.content
+      if (node.entry.type !== 'file' || !ref) continue
+      local += await this.localBytesOf(ref)
+    }
+    return local
+  }
+
+  private async localBytesOf(ref: ContentRef): Promise<number> {
+    const core = this.content.core(ref)
+    await core.ready()
+    const end = ref.blockOffset + ref.blockLength
+    if (await core.has(ref.blockOffset, end)) return ref.byteLength
+    let local = 0
+    for (let i = 0; i < ref.blockLength; i++) {
+      if (await core.has(ref.blockOffset + i)) local += Math.min(ref.blockSize, ref.byteLength - i * ref.blockSize)
+    }
+    return local
+  }
+}
+
+function tombstone(entry: Entry): EntryFields {
+  return { type: entry.type, mode: entry.mode, mtime: Date.now(), size: 0, deleted: true }
+}
+
+function stripVersion(entry: Entry): EntryFields {
+  const { vv: _vv, device: _device, ...fields } = entry
+  return fields
+}
+
+function dominatedBy(v: VersionVector, base: VersionVector): boolean {
+  const order = compare(v, base)
+  return order === 'before' || order === 'equal'
+}

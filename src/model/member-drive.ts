@@ -1,0 +1,94 @@
+// One member's log (a hyperdrive): its metadata is replicated eagerly and folded into
+// the merged index as it grows; its blob core is left sparse.
+import Corestore from 'corestore'
+import Hyperdrive from 'hyperdrive'
+import Hypercore from 'hypercore'
+import { base32Encode } from '../secrets'
+import { Entry, isEntry } from './entry'
+
+export function deviceIdOf(driveKey: Buffer): string {
+  return base32Encode(driveKey.subarray(0, 10))
+}
+
+type EntryListener = (device: string, path: string, entry: Entry) => void
+
+export class MemberDrive {
+  readonly deviceId: string
+  private indexedVersion = 0
+  private syncing: Promise<void> | null = null
+  private again = false
+  private closed = false
+
+  constructor(
+    readonly drive: Hyperdrive<Entry>,
+    private readonly onEntry: EntryListener,
+    private readonly onSynced: () => void
+  ) {
+    this.deviceId = deviceIdOf(drive.key)
+  }
+
+  static async open(store: Corestore, key: Buffer | null, contentKey: Buffer | null, onEntry: EntryListener, onSynced: () => void, onError: (err: Error) => void): Promise<MemberDrive> {
+    const drive = new Hyperdrive<Entry>(store, key, contentKey ? { encryptionKey: contentKey } : {})
+    await drive.ready()
+    const member = new MemberDrive(drive, onEntry, onSynced)
+    if (!drive.writable) {
+      // Metadata is eager: every name, size and mtime is on this disk before anyone asks.
+      drive.core.download({ start: 0, end: -1 })
+      const sync = () => { member.sync().catch(onError) }
+      drive.core.on('append', sync)
+      drive.core.on('download', sync)
+    }
+    await member.sync()
+    return member
+  }
+
+  get key(): Buffer {
+    return this.drive.key
+  }
+
+  async blobCore(): Promise<Hypercore> {
+    return (await this.drive.getBlobs()).core
+  }
+
+  /** Folds everything appended since the last sync into the index. */
+  sync(): Promise<void> {
+    if (this.syncing) {
+      this.again = true
+      return this.syncing
+    }
+    this.syncing = this.run().finally(() => {
+      this.syncing = null
+      if (this.again && !this.closed) {
+        this.again = false
+        this.sync().catch(() => {})
+      }
+    })
+    return this.syncing
+  }
+
+  private async run(): Promise<void> {
+    // Only what is on this disk, and only whole: a snapshot in the middle of a batch
+    // that is still arriving is not a valid tree, and one past the contiguous length
+    // would wait on peers.
+    const core = this.drive.core
+    if (core.contiguousLength < core.length) return
+    const version = core.length
+    if (version <= this.indexedVersion || this.closed) return
+    const snapshot = this.drive.checkout(version)
+    try {
+      for await (const { left } of snapshot.diff(this.indexedVersion)) {
+        const metadata = left?.value.metadata
+        if (left && isEntry(metadata)) this.onEntry(this.deviceId, left.key, metadata)
+      }
+    } finally {
+      await snapshot.close()
+    }
+    this.indexedVersion = version
+    this.onSynced()
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    await this.drive.close()
+  }
+}

@@ -1,0 +1,147 @@
+// The merged view of every member's log: one in-memory index, updated per path as
+// entries arrive, so getattr and readdir never ask N drives.
+import { Entry } from './entry'
+import { conflictName, resolve, Resolution } from './resolve'
+
+export interface VisibleNode {
+  entry: Entry
+  implicit: boolean // a directory shown only because something lives below it
+  source: string // the path whose resolution produced this node
+}
+
+export function parentOf(path: string): string {
+  const i = path.lastIndexOf('/')
+  return i <= 0 ? '/' : path.slice(0, i)
+}
+
+export function baseName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1)
+}
+
+export class MergedIndex {
+  private readonly candidates = new Map<string, Map<string, Entry>>()
+  private readonly visible = new Map<string, VisibleNode>()
+  private readonly children = new Map<string, Set<string>>()
+  private readonly produced = new Map<string, string[]>()
+  private readonly conflicted = new Set<string>()
+
+  constructor() {
+    const root: Entry = { type: 'dir', mode: 0o755, mtime: Date.now(), size: 0, vv: {}, device: '' }
+    this.visible.set('/', { entry: root, implicit: true, source: '/' })
+    this.children.set('/', new Set())
+  }
+
+  /** Record `device`'s latest entry for `path`; returns true when the view changed. */
+  put(device: string, path: string, entry: Entry): void {
+    let byDevice = this.candidates.get(path)
+    if (!byDevice) this.candidates.set(path, (byDevice = new Map()))
+    byDevice.set(device, entry)
+    this.refresh(path)
+  }
+
+  candidatesOf(path: string): Entry[] {
+    return [...(this.candidates.get(path)?.values() ?? [])]
+  }
+
+  resolution(path: string): Resolution {
+    return resolve(this.candidatesOf(path))
+  }
+
+  /** The conflict copies a path's concurrent versions produce, by name. */
+  conflictCopies(path: string): Array<[string, Entry]> {
+    return this.resolution(path).conflicts.map((loser) => [conflictName(path, loser), loser])
+  }
+
+  get(path: string): VisibleNode | undefined {
+    return this.visible.get(path)
+  }
+
+  list(dir: string): string[] {
+    return [...(this.children.get(dir) ?? [])]
+  }
+
+  /** Every visible path at or below `dir`, parents before children. */
+  *walk(dir: string): Generator<string> {
+    yield dir
+    for (const name of this.list(dir)) {
+      const child = dir === '/' ? '/' + name : dir + '/' + name
+      if (this.visible.get(child)?.entry.type === 'dir') yield* this.walk(child)
+      else yield child
+    }
+  }
+
+  /** Paths whose versions are concurrent and not yet settled by a writer. */
+  conflictedPaths(): string[] {
+    return [...this.conflicted]
+  }
+
+  *nodes(): Generator<[string, VisibleNode]> {
+    yield* this.visible
+  }
+
+  private refresh(path: string): void {
+    const res = this.resolution(path)
+    if (res.conflicts.length) this.conflicted.add(path)
+    else this.conflicted.delete(path)
+    const next = new Map<string, Entry>()
+    if (res.winner) next.set(path, res.winner)
+    for (const loser of res.conflicts) next.set(conflictName(path, loser), loser)
+    for (const old of this.produced.get(path) ?? []) {
+      if (!next.has(old) && this.visible.get(old)?.source === path) this.remove(old)
+    }
+    for (const [p, entry] of next) this.show(p, entry, path)
+    this.produced.set(path, [...next.keys()])
+  }
+
+  private show(path: string, entry: Entry, source: string): void {
+    const existing = this.visible.get(path)
+    // A real entry at a path beats a conflict copy that happens to derive the same name.
+    if (existing && !existing.implicit && existing.source === path && source !== path) return
+    this.visible.set(path, { entry, implicit: false, source })
+    if (entry.type === 'dir' && !this.children.has(path)) this.children.set(path, new Set())
+    if (entry.type !== 'dir' && this.children.get(path)?.size === 0) this.children.delete(path)
+    this.link(path)
+  }
+
+  private link(path: string): void {
+    let child = path
+    while (child !== '/') {
+      const parent = parentOf(child)
+      let siblings = this.children.get(parent)
+      if (!siblings) this.children.set(parent, (siblings = new Set()))
+      siblings.add(baseName(child))
+      if (this.visible.has(parent)) return
+      const mtime = this.visible.get(child)?.entry.mtime ?? Date.now()
+      const implicitDir: Entry = { type: 'dir', mode: 0o755, mtime, size: 0, vv: {}, device: '' }
+      this.visible.set(parent, { entry: implicitDir, implicit: true, source: parent })
+      child = parent
+    }
+  }
+
+  private remove(path: string): void {
+    const node = this.visible.get(path)
+    if (!node) return
+    if ((this.children.get(path)?.size ?? 0) > 0) {
+      // Something still lives below: keep the directory, implicitly.
+      const mtime = node.entry.mtime
+      const implicitDir: Entry = { type: 'dir', mode: 0o755, mtime, size: 0, vv: {}, device: '' }
+      this.visible.set(path, { entry: node.entry.type === 'dir' ? node.entry : implicitDir, implicit: true, source: path })
+      return
+    }
+    this.visible.delete(path)
+    this.children.delete(path)
+    let dir = parentOf(path)
+    this.children.get(dir)?.delete(baseName(path))
+    // Drop implicit parents that became empty.
+    while (dir !== '/') {
+      const parent = this.visible.get(dir)
+      if (!parent?.implicit || (this.children.get(dir)?.size ?? 0) > 0) return
+      if (this.resolution(dir).winner) return
+      this.visible.delete(dir)
+      this.children.delete(dir)
+      const up = parentOf(dir)
+      this.children.get(up)?.delete(baseName(dir))
+      dir = up
+    }
+  }
+}

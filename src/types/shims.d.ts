@@ -1,0 +1,200 @@
+// Type shims for the untyped holepunch packages and fuse-native.
+// Only the surface tsyncfs uses is declared; everything else stays unknown.
+
+declare module 'hypercore-crypto' {
+  export interface KeyPair { publicKey: Buffer; secretKey: Buffer }
+  export function keyPair(seed?: Buffer): KeyPair
+  export function sign(message: Buffer, secretKey: Buffer): Buffer
+  export function verify(message: Buffer, signature: Buffer, publicKey: Buffer): boolean
+  export function hash(data: Buffer | Buffer[]): Buffer
+  export function discoveryKey(key: Buffer): Buffer
+  export function randomBytes(n: number): Buffer
+}
+
+declare module 'sodium-universal' {
+  export function crypto_generichash(out: Buffer, input: Buffer, key?: Buffer): void
+  export function randombytes_buf(buf: Buffer): void
+}
+
+declare module 'hypercore' {
+  import { EventEmitter } from 'events'
+  interface Download { done(): Promise<void>; destroy(): void }
+  class Hypercore extends EventEmitter {
+    key: Buffer
+    discoveryKey: Buffer
+    length: number
+    contiguousLength: number
+    byteLength: number
+    writable: boolean
+    opened: boolean
+    closed: boolean
+    peers: Array<{ remotePublicKey: Buffer }>
+    ready(): Promise<void>
+    close(): Promise<void>
+    get(index: number, opts?: { wait?: boolean; timeout?: number; valueEncoding?: unknown }): Promise<Buffer | null>
+    has(start: number, end?: number): Promise<boolean>
+    append(blocks: Buffer | Buffer[]): Promise<{ length: number; byteLength: number }>
+    download(range?: { start?: number; end?: number; linear?: boolean; blocks?: number[] }): Download
+    clear(start: number, end?: number): Promise<unknown>
+    update(opts?: { wait?: boolean }): Promise<boolean>
+    setActive(active: boolean): void
+    info(opts?: { storage?: boolean }): Promise<unknown>
+  }
+  export = Hypercore
+}
+
+declare module 'corestore' {
+  import Hypercore from 'hypercore'
+  interface GetOptions {
+    key?: Buffer
+    name?: string
+    encryption?: { key: Buffer } | null
+    exclusive?: boolean
+    active?: boolean
+    keyPair?: unknown
+  }
+  class Corestore {
+    constructor(storage: string, opts?: { primaryKey?: Buffer; readOnly?: boolean })
+    storage: { compact(): Promise<void> }
+    ready(): Promise<void>
+    close(): Promise<void>
+    get(opts: GetOptions | Buffer): Hypercore
+    namespace(name: string): Corestore
+    session(): Corestore
+    replicate(stream: unknown, opts?: unknown): NodeJS.ReadWriteStream
+    findingPeers(): () => void
+  }
+  export = Corestore
+}
+
+declare module 'hyperdrive' {
+  import Corestore from 'corestore'
+  import Hypercore from 'hypercore'
+  interface BlobId { blockOffset: number; blockLength: number; byteOffset: number; byteLength: number }
+  interface DriveEntry<M> {
+    seq: number
+    key: string
+    value: { executable: boolean; linkname: string | null; blob: BlobId | null; metadata: M | null }
+  }
+  interface DiffPair<M> { left: DriveEntry<M> | null; right: DriveEntry<M> | null }
+  interface Blobs { core: Hypercore }
+  interface Batch<M> {
+    putEntry(name: string, entry: { metadata: M }): Promise<void>
+    flush(): Promise<void>
+    close(): Promise<void>
+  }
+  class Hyperdrive<M = unknown> {
+    constructor(store: Corestore, key?: Buffer | null, opts?: { encryptionKey?: Buffer })
+    key: Buffer
+    discoveryKey: Buffer
+    version: number
+    writable: boolean
+    core: Hypercore
+    db: { core: Hypercore }
+    blobs: Blobs | null
+    ready(): Promise<void>
+    close(): Promise<void>
+    getBlobs(): Promise<Blobs>
+    putEntry(name: string, entry: { metadata: M }): Promise<void>
+    entry(name: string): Promise<DriveEntry<M> | null>
+    list(folder?: string, opts?: { recursive?: boolean }): AsyncIterable<DriveEntry<M>>
+    diff(length: number, folder?: string | null): AsyncIterable<DiffPair<M>>
+    checkout(version: number): Hyperdrive<M>
+    batch(): Batch<M>
+  }
+  export = Hyperdrive
+}
+
+declare module 'hyperswarm' {
+  import { EventEmitter } from 'events'
+  interface PeerInfo { publicKey: Buffer; topics: Buffer[]; client: boolean }
+  interface Discovery { flushed(): Promise<void>; destroy(): Promise<void> }
+  interface Connection extends NodeJS.ReadWriteStream {
+    remotePublicKey: Buffer
+    publicKey: Buffer
+    handshakeHash: Buffer
+    rawStream?: { remoteHost?: string; remotePort?: number }
+    destroy(err?: Error): void
+  }
+  class Hyperswarm extends EventEmitter {
+    constructor(opts?: { dht?: unknown; keyPair?: unknown; maxPeers?: number; firewall?: (key: Buffer) => boolean })
+    connections: Set<Connection>
+    keyPair: { publicKey: Buffer }
+    join(topic: Buffer, opts?: { server?: boolean; client?: boolean }): Discovery
+    flush(): Promise<void>
+    destroy(): Promise<void>
+    on(event: 'connection', listener: (conn: Connection, info: PeerInfo) => void): this
+  }
+  namespace Hyperswarm { export { Connection, PeerInfo } }
+  export = Hyperswarm
+}
+
+declare module 'hyperdht' {
+  interface Node { host: string; port: number }
+  class HyperDHT {
+    constructor(opts?: { bootstrap?: Array<string | Node>; host?: string; port?: number; ephemeral?: boolean; firewalled?: boolean })
+    static bootstrapper(port: number, host: string, opts?: unknown): HyperDHT
+    ready(): Promise<void>
+    destroy(): Promise<void>
+    address(): { host: string; port: number }
+  }
+  export = HyperDHT
+}
+
+declare module 'protomux' {
+  interface Message { send(value: unknown): boolean }
+  interface Channel {
+    open(handshake?: unknown): void
+    close(): void
+    addMessage(opts: { encoding: unknown; onmessage: (value: never) => void }): Message
+    closed: boolean
+  }
+  class Protomux {
+    static from(stream: unknown): Protomux
+    createChannel(opts: {
+      protocol: string
+      id?: Buffer | null
+      handshake?: unknown
+      onopen?: (handshake: never) => void | Promise<void>
+      onclose?: () => void
+    }): Channel | null
+  }
+  export = Protomux
+}
+
+declare module 'fuse-native' {
+  type Cb = (...args: never[]) => void
+  interface FuseOptions {
+    force?: boolean
+    mkdir?: boolean
+    timeout?: number | false
+    allowOther?: boolean
+    fsname?: string
+    subtype?: string
+    uid?: number
+    gid?: number
+    umask?: string
+    attrTimeout?: number
+    entryTimeout?: number
+    maxRead?: number
+    debug?: boolean
+  }
+  class Fuse {
+    constructor(mnt: string, ops: Record<string, Cb>, opts?: FuseOptions)
+    mount(cb: (err: Error | null) => void): void
+    unmount(cb: (err: Error | null) => void): void
+    static unmount(mnt: string, cb: (err: Error | null) => void): void
+    _fuseOptions(): string
+  }
+  export = Fuse
+}
+
+declare module '@hyperswarm/testnet' {
+  interface Testnet {
+    bootstrap: Array<{ host: string; port: number }>
+    nodes: unknown[]
+    destroy(): Promise<void>
+  }
+  function createTestnet(size?: number, opts?: { host?: string; port?: number }): Promise<Testnet>
+  export = createTestnet
+}
