@@ -6,6 +6,7 @@ import { newReadWriteSecret, parseSecret, FolderKeys, SecretError } from '../sec
 import { parseHostPorts, HostPort } from '../swarm/network'
 import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/daemon'
 import { defaultDataDir } from '../daemon/paths'
+import { runSeed, SeedConfig } from '../daemon/seed'
 import { ControlResponse, isAlive, registrations, request, Registration } from '../daemon/control'
 import { checkFuseDevice, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
@@ -90,6 +91,23 @@ const COMMANDS: Record<string, Command> = {
       await waitForExit(reg.pid, 30000)
     }
   },
+  seed: {
+    usage: [
+      'tsyncfs seed <secret|secret-file> [--data-dir DIR] [--bootstrap H:P,..] [--bind HOST]',
+      '  Keeps a full replica of the folder and serves it, without mounting, until stopped.',
+      '  Any kind of secret works; with the encrypted one the replica stays ciphertext.'
+    ].join('\n'),
+    flags: { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean' },
+    async run({ positionals, flags }) {
+      if (positionals.length !== 1) throw new UserError('usage: tsyncfs seed <secret> (see --help)', 2)
+      const keys = await readSecret(positionals[0])
+      const stop = await runSeed(keys, commonConfig(flags), makeLogger())
+      console.log(`seeding ${keys.folderId} (${keys.kind})`)
+      const exit = () => stop().then(() => process.exit(0), () => process.exit(1))
+      process.on('SIGTERM', exit)
+      process.on('SIGINT', exit)
+    }
+  },
   bootstrap: {
     usage: 'tsyncfs bootstrap [--host 127.0.0.1] [--port 49737] [--nodes 3]\n  Runs DHT bootstrap nodes for a private network, until stopped.',
     flags: { host: 'string', port: 'string', nodes: 'string', help: 'boolean' },
@@ -164,13 +182,12 @@ async function readSecret(arg: string | undefined): Promise<FolderKeys> {
 
 // --- mount ---
 
-function mountConfig(mountpoint: string, flags: Record<string, string | boolean>): DaemonConfig {
+/** The network and storage options shared by mount and seed. */
+function commonConfig(flags: Record<string, string | boolean>): SeedConfig {
   const str = (name: string, env: string): string | null => {
     const value = flags[name] ?? process.env[env]
     return typeof value === 'string' && value !== '' ? value : null
   }
-  const readTimeoutSec = Number(flags['read-timeout'] ?? 60)
-  if (!(readTimeoutSec > 0)) throw new UserError(`bad --read-timeout "${flags['read-timeout']}": expected seconds > 0`, 2)
   const bootstrap = str('bootstrap', 'TSYNCFS_BOOTSTRAP')
   let peers: HostPort[] | null = null
   try {
@@ -179,13 +196,16 @@ function mountConfig(mountpoint: string, flags: Record<string, string | boolean>
     throw new UserError(`bad --bootstrap: ${(err as Error).message}`, 2)
   }
   return {
-    mountpoint: path.resolve(mountpoint),
     dataDir: path.resolve(str('data-dir', 'TSYNCFS_DATA_DIR') ?? defaultDataDir()),
     bootstrap: peers,
-    bind: str('bind', 'TSYNCFS_BIND'),
-    readTimeoutSec,
-    allowOther: !!flags['allow-other']
+    bind: str('bind', 'TSYNCFS_BIND')
   }
+}
+
+function mountConfig(mountpoint: string, flags: Record<string, string | boolean>): DaemonConfig {
+  const readTimeoutSec = Number(flags['read-timeout'] ?? 60)
+  if (!(readTimeoutSec > 0)) throw new UserError(`bad --read-timeout "${flags['read-timeout']}": expected seconds > 0`, 2)
+  return { ...commonConfig(flags), mountpoint: path.resolve(mountpoint), readTimeoutSec, allowOther: !!flags['allow-other'] }
 }
 
 async function runForeground(keys: FolderKeys, config: DaemonConfig): Promise<void> {

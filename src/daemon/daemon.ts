@@ -49,6 +49,7 @@ export class Daemon {
   private stopping: Promise<void> | null = null
   private dir = ''
   private mountpoint = ''
+  private unlock: (() => Promise<void>) | null = null
 
   constructor(private readonly keys: FolderKeys, private readonly config: DaemonConfig, private readonly log: Logger) {}
 
@@ -58,7 +59,7 @@ export class Daemon {
     await checkFuseDevice()
     this.mountpoint = await prepareMountpoint(this.config.mountpoint)
     this.dir = await prepareFolderDir(this.config.dataDir, this.keys)
-    await this.lock()
+    this.unlock = await lockFolderDir(this.dir, this.keys.folderId)
     try {
       await this.startParts()
     } catch (err) {
@@ -99,6 +100,9 @@ export class Daemon {
       isMountpoint(this.mountpoint).then((mounted) => { if (!mounted) this.shutdown(0) }, () => {})
     }, 1000)
     for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => this.shutdown(0))
+    // A crash would leave the mountpoint dead (ENOTCONN): log stray errors and serve on.
+    process.on('unhandledRejection', (err) => log(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`))
+    process.on('uncaughtException', (err) => log(`uncaught exception: ${err.stack ?? String(err)}`))
     log(`mounted folder ${keys.folderId} (${keys.kind}) at ${this.mountpoint}`)
   }
 
@@ -155,17 +159,19 @@ export class Daemon {
     if (this.mountpoint) await unregister(this.mountpoint)
     await this.network?.stop().catch(() => {})
     await this.store?.close().catch(() => {})
-    if (this.dir) await fs.rm(path.join(this.dir, 'daemon.pid'), { force: true })
+    await this.unlock?.()
     this.log('stopped')
   }
 
-  /** One daemon per folder and data dir: two mounts of one folder are refused. */
-  private async lock(): Promise<void> {
-    const pidFile = path.join(this.dir, 'daemon.pid')
-    const other = Number(await fs.readFile(pidFile, 'utf8').catch(() => ''))
-    if (other && other !== process.pid && isAlive(other)) {
-      throw new UserError(`folder ${this.keys.folderId} is already mounted from ${this.config.dataDir} (daemon pid ${other})`)
-    }
-    await fs.writeFile(pidFile, String(process.pid), { mode: 0o600 })
+}
+
+/** One process per folder and data dir: a second mount or seed of one folder is refused. */
+export async function lockFolderDir(dir: string, folderId: string): Promise<() => Promise<void>> {
+  const pidFile = path.join(dir, 'daemon.pid')
+  const other = Number(await fs.readFile(pidFile, 'utf8').catch(() => ''))
+  if (other && other !== process.pid && isAlive(other)) {
+    throw new UserError(`folder ${folderId} is already in use from ${path.dirname(dir)} (pid ${other})`)
   }
+  await fs.writeFile(pidFile, String(process.pid), { mode: 0o600 })
+  return () => fs.rm(pidFile, { force: true })
 }

@@ -307,13 +307,19 @@ export class Folder extends EventEmitter {
     return this.mutex.run(async () => {
       if (!staged.dirty || staged.unlinked) return
       staged.dirty = false
-      const stored = staged.size > 0 ? await this.content.append(this.requireBlobs(), staged.chunks(BLOCK_SIZE)) : null
-      const fields: EntryFields = {
-        type: 'file', mode: staged.mode, mtime: staged.mtime, size: staged.size,
-        content: stored?.ref ?? null, hash: stored?.hash ?? EMPTY_HASH
+      try {
+        const stored = staged.size > 0 ? await this.content.append(this.requireBlobs(), staged.chunks(BLOCK_SIZE)) : null
+        const fields: EntryFields = {
+          type: 'file', mode: staged.mode, mtime: staged.mtime, size: staged.size,
+          content: stored?.ref ?? null, hash: stored?.hash ?? EMPTY_HASH
+        }
+        const [written] = await this.writeEntries([[staged.path, fields]], new Map([[staged.path, staged.base]]))
+        staged.base = written.vv
+      } catch (err) {
+        staged.dirty = true // a later flush may still succeed (after space was freed)
+        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') fail('ENOSPC')
+        throw err
       }
-      const [written] = await this.writeEntries([[staged.path, fields]], new Map([[staged.path, staged.base]]))
-      staged.base = written.vv
     })
   }
 

@@ -4,8 +4,15 @@ import Hyperswarm from 'hyperswarm'
 import HyperDHT from 'hyperdht'
 import Corestore from 'corestore'
 import { FolderKeys } from '../secrets'
-import { Folder } from '../model/folder'
+import { Certificate } from '../model/certificates'
 import { MembershipChannel } from './membership'
+
+/** Who keeps the folder's member certificates: the mounted folder, or a seed's replica. */
+export interface MemberDirectory {
+  allCertificates(): Certificate[]
+  addCertificate(cert: Certificate): Promise<boolean>
+  on(event: 'member', listener: (cert: Certificate) => void): unknown
+}
 
 export interface HostPort { host: string; port: number }
 
@@ -45,7 +52,7 @@ export class FolderNetwork {
   constructor(
     private readonly keys: FolderKeys,
     private readonly store: Corestore,
-    private readonly folder: Folder,
+    private readonly folder: MemberDirectory,
     opts: NetworkOptions,
     private readonly log: (message: string) => void = () => {}
   ) {
@@ -59,7 +66,7 @@ export class FolderNetwork {
     })
     this.swarm = new Hyperswarm({ dht: this.dht })
     this.swarm.on('connection', (conn, info) => this.onConnection(conn, info))
-    folder.on('member', (cert) => {
+    folder.on('member', (cert: Certificate) => {
       for (const peer of this.peers.values()) peer.channel.announce([cert])
     })
   }

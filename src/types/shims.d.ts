@@ -28,6 +28,7 @@ declare module 'hypercore' {
     writable: boolean
     opened: boolean
     closed: boolean
+    manifest: unknown | null
     peers: Array<{ remotePublicKey: Buffer }>
     ready(): Promise<void>
     close(): Promise<void>
@@ -84,6 +85,7 @@ declare module 'hyperdrive' {
     close(): Promise<void>
   }
   class Hyperdrive<M = unknown> {
+    static getContentKey(core: Hypercore, key?: Buffer): Buffer | null
     constructor(store: Corestore, key?: Buffer | null, opts?: { encryptionKey?: Buffer })
     key: Buffer
     discoveryKey: Buffer

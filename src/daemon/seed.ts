@@ -1,0 +1,32 @@
+// `tsyncfs seed`: no mount, a full replica of the folder kept and served, so the folder
+// stays available while the devices sleep. Works with every kind of secret.
+import path from 'path'
+import Corestore from 'corestore'
+import { FolderKeys } from '../secrets'
+import { Replica } from '../swarm/replica'
+import { FolderNetwork, HostPort } from '../swarm/network'
+import { Logger, lockFolderDir, prepareFolderDir } from './daemon'
+
+export interface SeedConfig {
+  dataDir: string
+  bootstrap: HostPort[] | null
+  bind: string | null
+}
+
+export async function runSeed(keys: FolderKeys, config: SeedConfig, log: Logger): Promise<() => Promise<void>> {
+  const dir = await prepareFolderDir(config.dataDir, keys)
+  const unlock = await lockFolderDir(dir, keys.folderId)
+  const store = new Corestore(path.join(dir, 'cores'))
+  const replica = new Replica(store, keys, dir)
+  replica.on('warning', (err: Error) => log(`warning: ${err.message}`))
+  replica.on('member', () => log(`seeding ${replica.allCertificates().length} member(s)`))
+  await replica.open()
+  const network = new FolderNetwork(keys, store, replica, { bootstrap: config.bootstrap, bind: config.bind }, log)
+  await network.start()
+  return async () => {
+    await network.stop().catch(() => {})
+    await replica.close()
+    await store.close().catch(() => {})
+    await unlock()
+  }
+}
