@@ -43,6 +43,7 @@ type EntryFields = Omit<Entry, 'vv' | 'device'>
 
 const O_ACCMODE = 3
 const O_TRUNC = 0o1000
+const TRUNCATE_HOLD_MS = 500
 const EMPTY_HASH = createHash('sha256').digest('hex')
 
 export class Folder extends EventEmitter {
@@ -96,6 +97,8 @@ export class Folder extends EventEmitter {
 
   async close(): Promise<void> {
     for (const fd of [...this.handles.keys()]) await this.release(fd).catch(() => {})
+    // Files held without a handle (a truncate waiting for its open) are committed too.
+    for (const staged of [...this.staged.values()]) await this.commit(staged).catch((err) => this.emit('warning', err))
     await Promise.all([...this.members.values()].map((m) => m.close().catch(() => {})))
   }
 
@@ -390,7 +393,13 @@ export class Folder extends EventEmitter {
     if (size === entry.size) return
     const staged = await this.stage(p, size === 0)
     await staged.truncate(size)
-    await this.unstage(staged)
+    if (size > 0) return this.unstage(staged)
+    // open(O_TRUNC) reaches us as truncate-to-0 then open: hold the staged file briefly
+    // so the open picks it up and one version is written at close, not an empty one first.
+    setTimeout(() => {
+      if (staged.refs > 1) staged.refs--
+      else this.unstage(staged).catch((err) => this.emit('warning', err))
+    }, TRUNCATE_HOLD_MS)
   }
 
   rename(src: string, dst: string): Promise<void> {
