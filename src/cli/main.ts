@@ -11,6 +11,7 @@ import { ControlResponse, isAlive, registrations, request, Registration } from '
 import { checkFuseDevice, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
+import { fromHelperForm } from './mount-options'
 
 interface Command {
   usage: string
@@ -20,7 +21,8 @@ interface Command {
 
 const MOUNT_FLAGS: FlagSpec = {
   'data-dir': 'string', bootstrap: 'string', bind: 'string', foreground: 'boolean',
-  'read-timeout': 'string', 'allow-other': 'boolean', help: 'boolean'
+  'read-timeout': 'string', 'allow-other': 'boolean', ro: 'boolean',
+  uid: 'string', gid: 'string', umask: 'string', help: 'boolean'
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -51,6 +53,10 @@ const COMMANDS: Record<string, Command> = {
       '  --bind HOST           address to bind the DHT socket to (env TSYNCFS_BIND)',
       '  --read-timeout SEC    how long a read waits for a peer before EIO (default 60)',
       '  --allow-other         let other users access the mount',
+      '  --ro                  mount read-only, even with a read-write secret',
+      '  --uid N, --gid N      owner shown for every file (default: the caller)',
+      '  --umask OCTAL         permission bits to hide from every mode',
+      '  The form `tsyncfs SOURCE DIR -o data_dir=..,bootstrap=..,ro,...` (mount.fuse) works too.',
       '  --foreground          serve in this process, log to stderr'
     ].join('\n'),
     flags: MOUNT_FLAGS,
@@ -144,6 +150,7 @@ async function run(argv: string[]): Promise<void> {
   if (name === '__daemon') return runDaemonChild()
   if (!name || name === '--help' || name === 'help') return printHelp()
   const command = COMMANDS[name]
+  if (!command && !name.startsWith('-') && rest.length >= 1) return run(fromHelperForm(argv))
   if (!command) throw new UserError(`unknown command "${name}" (see tsyncfs --help)`, 2)
   const args = parseArgs(rest, command.flags)
   if (args.flags.help) return void console.log(command.usage)
@@ -205,7 +212,22 @@ function commonConfig(flags: Record<string, string | boolean>): SeedConfig {
 function mountConfig(mountpoint: string, flags: Record<string, string | boolean>): DaemonConfig {
   const readTimeoutSec = Number(flags['read-timeout'] ?? 60)
   if (!(readTimeoutSec > 0)) throw new UserError(`bad --read-timeout "${flags['read-timeout']}": expected seconds > 0`, 2)
-  return { ...commonConfig(flags), mountpoint: path.resolve(mountpoint), readTimeoutSec, allowOther: !!flags['allow-other'] }
+  const int = (name: string, radix: number): number | null => {
+    if (flags[name] === undefined) return null
+    const n = parseInt(String(flags[name]), radix)
+    if (!Number.isInteger(n) || n < 0) throw new UserError(`bad --${name} "${flags[name]}"`, 2)
+    return n
+  }
+  return {
+    ...commonConfig(flags),
+    mountpoint: path.resolve(mountpoint),
+    readTimeoutSec,
+    allowOther: !!flags['allow-other'],
+    readOnly: !!flags.ro,
+    uid: int('uid', 10),
+    gid: int('gid', 10),
+    umask: int('umask', 8)
+  }
 }
 
 async function runForeground(keys: FolderKeys, config: DaemonConfig): Promise<void> {

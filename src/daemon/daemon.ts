@@ -19,6 +19,10 @@ export interface DaemonConfig {
   bind: string | null
   readTimeoutSec: number
   allowOther: boolean
+  readOnly: boolean // mount read-only even with a read-write secret
+  uid: number | null // owner shown for every file (default: the daemon's)
+  gid: number | null
+  umask: number | null // permission bits to hide from the modes shown
 }
 
 export type Logger = (message: string) => void
@@ -72,7 +76,7 @@ export class Daemon {
     const { keys, config, log } = this
     this.store = new Corestore(path.join(this.dir, 'cores'))
     await this.store.ready()
-    this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000 })
+    this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000, readOnly: config.readOnly })
     this.folder.on('warning', (err: Error) => log(`warning: ${err.message}`))
     this.folder.on('member', () => log('a new member joined the folder'))
     await this.folder.open()
@@ -81,7 +85,7 @@ export class Daemon {
     this.fuseMount = new FolderMount(this.folder, {
       mountpoint: this.mountpoint, dataDir: this.dir, fsName: `tsyncfs:${keys.folderId}`,
       readOnly: !this.folder.writable, allowOther: config.allowOther,
-      uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, log
+      uid: config.uid ?? process.getuid?.() ?? 0, gid: config.gid ?? process.getgid?.() ?? 0, umask: config.umask ?? 0, log
     })
     await this.fuseMount.mount(30000)
     const { socket } = registrationPaths(this.mountpoint)

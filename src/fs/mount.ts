@@ -19,6 +19,7 @@ export interface MountOptions {
   allowOther: boolean
   uid: number
   gid: number
+  umask: number
   log: (message: string) => void
 }
 
@@ -90,7 +91,7 @@ export class FolderMount {
         return (base ? base + ',' : '-o') + extra.join(',')
       }
     }
-    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, dataDir: this.opts.dataDir, log: this.opts.log })
+    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log })
     const fuse = new TsyncFuse(this.opts.mountpoint, ops, {
       // Our own reads are bounded by --read-timeout; a commit of a large file may take long.
       timeout: false,

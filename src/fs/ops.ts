@@ -11,6 +11,7 @@ type Reply = (...args: unknown[]) => void
 export interface OpsOptions {
   uid: number
   gid: number
+  umask: number
   dataDir: string // statfs reports the disk that holds the cache
   log: (message: string) => void
 }
@@ -27,7 +28,7 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
   const toStat = (s: Stat) => {
     const date = new Date(s.mtime)
     return {
-      mode: s.mode, size: s.size, uid: opts.uid, gid: opts.gid,
+      mode: s.mode & ~opts.umask, size: s.size, uid: opts.uid, gid: opts.gid,
       nlink: s.type === 'dir' ? 2 : 1, mtime: date, atime: date, ctime: date,
       blksize: 4096, blocks: Math.ceil(s.size / 512)
     }

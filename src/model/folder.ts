@@ -30,6 +30,7 @@ export interface FolderOptions {
   keys: FolderKeys
   dir: string // this folder's state directory on this device
   readTimeoutMs: number
+  readOnly?: boolean // never write, even with the read-write secret
 }
 
 interface Handle {
@@ -85,7 +86,7 @@ export class Folder extends EventEmitter {
     await fs.mkdir(this.stagingDir, { recursive: true, mode: 0o700 })
     for (const cert of await this.loadCertificates()) this.certificates.set(cert.driveKey.toString('hex'), cert)
     const { keys, store } = this.opts
-    if (keys.folderKeyPair) {
+    if (keys.folderKeyPair && !this.opts.readOnly) {
       this.own = await this.openDrive(store.namespace('own-drive'), null)
       this.ownBlobs = await this.own.blobCore()
       this.content.register(this.ownBlobs)
