@@ -69,7 +69,8 @@ test('every operation in one mount appears in all others', { timeout: 300000 }, 
 
   // chmod, utimens, symlink
   await fs.chmod(a.p('hello.txt'), 0o640)
-  await fs.utimes(a.p('empty'), new Date('2020-01-02T03:04:05Z'), new Date('2020-01-02T03:04:05Z'))
+  // atime differs on purpose: fuse-native, unpatched, stores the atime as the mtime
+  await fs.utimes(a.p('empty'), new Date('2001-01-01T00:00:00Z'), new Date('2020-01-02T03:04:05Z'))
   await fs.symlink('hello.txt', a.p('link'))
   await waitFor(async () => ((await fs.stat(b.p('hello.txt'))).mode & 0o777) === 0o640, { message: 'chmod on B' })
   await waitFor(async () => (await fs.stat(c.p('empty'))).mtime.getTime() === new Date('2020-01-02T03:04:05Z').getTime(), { message: 'mtime on C' })

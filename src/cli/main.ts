@@ -8,7 +8,7 @@ import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/da
 import { defaultDataDir } from '../daemon/paths'
 import { runSeed, SeedConfig } from '../daemon/seed'
 import { ControlResponse, isAlive, registrations, request, Registration } from '../daemon/control'
-import { checkFuseDevice, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
+import { checkFuseDevice, detach, isTsyncfsMount, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
 import { fromHelperForm } from './mount-options'
@@ -89,8 +89,8 @@ const COMMANDS: Record<string, Command> = {
       const mountpoint = path.resolve(positionals[0])
       const reg = (await registrations()).find((r) => r.mountpoint === mountpoint)
       if (!reg) {
-        // A crashed daemon leaves a dead mount behind: detach it.
-        if (await isMountpoint(mountpoint)) return detach(mountpoint)
+        // A crashed daemon leaves a dead mount behind: detach it (only ours, never another filesystem).
+        if (await isTsyncfsMount(mountpoint)) return detach(mountpoint)
         throw new UserError(`${mountpoint} is not a tsyncfs mount`)
       }
       unwrap(await request(reg.socket, { cmd: 'unmount', lazy: !!flags.lazy }))

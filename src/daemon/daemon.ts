@@ -38,9 +38,22 @@ export async function prepareFolderDir(dataDir: string, keys: FolderKeys): Promi
     await fs.mkdir(dir, { recursive: true, mode: 0o700 })
     await fs.access(dir, constants.W_OK)
   } catch (err) {
-    throw new UserError(`data dir ${dataDir} is not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    let reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+    // A recursive mkdir says ENOENT on a read-only file system: ask the nearest existing ancestor.
+    if (reason === 'ENOENT') reason = await ancestorError(path.dirname(dir)) ?? reason
+    throw new UserError(`data dir ${dataDir} is not writable: ${reason}`)
   }
   return dir
+}
+
+async function ancestorError(dir: string): Promise<string | null> {
+  try {
+    await fs.access(dir, constants.W_OK)
+    return null
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? null
+    return code === 'ENOENT' && path.dirname(dir) !== dir ? ancestorError(path.dirname(dir)) : code
+  }
 }
 
 export class Daemon {

@@ -45,6 +45,14 @@ export async function isMountpoint(dir: string): Promise<boolean> {
   return mounts.split('\n').some((line) => unescapeMount(line.split(' ')[4] ?? '') === dir)
 }
 
+/** Whether the topmost mount on `dir` is a tsyncfs FUSE mount (live or dead), not someone else's. */
+export async function isTsyncfsMount(dir: string): Promise<boolean> {
+  const mounts = await fs.readFile('/proc/self/mountinfo', 'utf8')
+  const line = mounts.split('\n').filter((l) => unescapeMount(l.split(' ')[4] ?? '') === dir).pop()
+  const fields = line?.split(' ') ?? []
+  return fields[fields.indexOf('-') + 1] === 'fuse.tsyncfs'
+}
+
 function unescapeMount(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)))
 }

@@ -1,6 +1,6 @@
 // FUSE operations: each one only translates to a call on the folder model and maps
 // the model's errors to errno values.
-import Fuse from 'fuse-native'
+import { constants } from 'os'
 import { promises as fs } from 'fs'
 import { Folder, Stat } from '../model/folder'
 import { FsError } from '../model/errors'
@@ -16,7 +16,9 @@ export interface OpsOptions {
   log: (message: string) => void
 }
 
-const ERRNO = Fuse as unknown as Record<string, number>
+// Negative errno values, as fuse-native's constants are; not taken from fuse-native itself,
+// so loading the CLI does not load libfuse (its absence must be one clear line, not a crash).
+const ERRNO: Record<string, number> = Object.fromEntries(Object.entries(constants.errno).map(([name, n]) => [name, -n]))
 
 function errno(err: unknown, log: (m: string) => void): number {
   if (err instanceof FsError) return ERRNO[err.code] ?? ERRNO.EIO

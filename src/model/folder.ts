@@ -421,6 +421,10 @@ export class Folder extends EventEmitter {
       }
       this.moveStaged(src, dst)
       await this.writeEntries(changes)
+      // A file still open under its new name builds on the version just written there.
+      for (const [p, staged] of this.staged) {
+        if (p === dst || p.startsWith(dst + '/')) staged.base = this.index.resolution(p).frontier
+      }
     })
   }
 
@@ -511,6 +515,8 @@ export class Folder extends EventEmitter {
     const parent = this.index.get(parentOf(p))
     if (!parent) fail('ENOENT', parentOf(p))
     if (parent.entry.type !== 'dir') fail('ENOTDIR', parentOf(p))
+    // statfs promises names of at most 255 bytes, as local file systems allow.
+    if (Buffer.byteLength(path.posix.basename(p)) > 255) fail('ENAMETOOLONG', p)
   }
 
   private requireWritable(): void {

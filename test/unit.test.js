@@ -1,0 +1,430 @@
+'use strict'
+// Unit tests of the pure parts: version vectors, the merge rules, conflict names, the
+// merged index and secrets. They use the compiled modules in dist/ (npx tsc -p . first).
+const test = require('brittle')
+const { compare, join, bump } = require('../dist/model/version-vector')
+const { resolve, conflictName, shortDevice } = require('../dist/model/resolve')
+const { MergedIndex } = require('../dist/model/merged-index')
+const { parseSecret, newReadWriteSecret, SecretError } = require('../dist/secrets')
+
+const X = 'aaaaaaaaaaaaaaaa1111'
+const Y = 'bbbbbbbbbbbbbbbb2222'
+const Z = 'cccccccccccccccc3333'
+
+function file (device, vv, { mtime = 1000, hash = 'h-' + device, size = 3 } = {}) {
+  return { type: 'file', mode: 0o644, mtime, size, vv, device, hash, content: null }
+}
+function dir (device, vv, { mtime = 1000 } = {}) {
+  return { type: 'dir', mode: 0o755, mtime, size: 0, vv, device }
+}
+function symlink (device, vv, target, { mtime = 1000 } = {}) {
+  return { type: 'symlink', mode: 0o777, mtime, size: target.length, vv, device, target }
+}
+function tombstone (entry, vv, mtime = entry.mtime + 1) {
+  return { ...entry, vv, mtime, deleted: true, device: Object.keys(vv).find((d) => vv[d] > (entry.vv[d] ?? 0)) || entry.device }
+}
+
+/** resolve() of every ordering of `cands` gives the same winner and conflicts. */
+function resolveAllOrders (t, cands, label) {
+  const perms = (a) => a.length <= 1 ? [a] : a.flatMap((x, i) => perms([...a.slice(0, i), ...a.slice(i + 1)]).map((p) => [x, ...p]))
+  const results = perms(cands).map((p) => resolve(p))
+  const key = (r) => JSON.stringify({ w: r.winner, c: [...r.conflicts].sort((a, b) => (a.device < b.device ? -1 : 1)), f: Object.entries(r.frontier).sort() })
+  t.ok(results.every((r) => key(r) === key(results[0])), `${label}: the same result for every order of candidates`)
+  return results[0]
+}
+
+// --- version vectors ---
+
+test('version vector compare', async (t) => {
+  t.is(compare({}, {}), 'equal')
+  t.is(compare({ [X]: 1 }, { [X]: 1 }), 'equal')
+  t.is(compare({ [X]: 0 }, {}), 'equal', 'a zero counter is the same as a missing one')
+  t.is(compare({ [X]: 1 }, { [X]: 2 }), 'before')
+  t.is(compare({ [X]: 2 }, { [X]: 1 }), 'after')
+  t.is(compare({}, { [X]: 1 }), 'before', 'a missing device counts as 0')
+  t.is(compare({ [X]: 1, [Y]: 1 }, { [X]: 1 }), 'after')
+  t.is(compare({ [X]: 1 }, { [X]: 1, [Y]: 3 }), 'before')
+  t.is(compare({ [X]: 2, [Y]: 1 }, { [X]: 1, [Y]: 2 }), 'concurrent')
+  t.is(compare({ [X]: 1 }, { [Y]: 1 }), 'concurrent', 'disjoint devices are concurrent')
+  t.is(compare({ [X]: 5, [Y]: 1 }, { [X]: 5, [Z]: 1 }), 'concurrent')
+})
+
+test('version vector join and bump', async (t) => {
+  t.alike(join([]), {})
+  t.alike(join([{ [X]: 1 }]), { [X]: 1 })
+  t.alike(join([{ [X]: 3, [Y]: 1 }, { [X]: 1, [Y]: 4, [Z]: 2 }, { [Z]: 1 }]), { [X]: 3, [Y]: 4, [Z]: 2 })
+  const a = { [X]: 2, [Y]: 1 }
+  const joined = join([a, { [X]: 1 }])
+  t.alike(a, { [X]: 2, [Y]: 1 }, 'join does not modify its inputs')
+  t.is(compare(joined, a), 'equal')
+
+  const base = { [X]: 2 }
+  const bumped = bump(base, X)
+  t.alike(bumped, { [X]: 3 })
+  t.alike(base, { [X]: 2 }, 'bump does not modify its base')
+  t.alike(bump(base, Y), { [X]: 2, [Y]: 1 }, 'bumping a new device starts it at 1')
+  t.alike(bump({}, Z), { [Z]: 1 })
+  t.is(compare(bump(base, Y), base), 'after', 'a bumped vector dominates its base')
+  const fork1 = bump(base, X)
+  const fork2 = bump(base, Y)
+  t.is(compare(fork1, fork2), 'concurrent', 'two bumps of one base by different devices are concurrent')
+  t.is(compare(bump(join([fork1, fork2]), Z), fork1), 'after', 'a bump of the join dominates both forks')
+  t.is(compare(bump(join([fork1, fork2]), Z), fork2), 'after')
+})
+
+// --- resolve ---
+
+test('resolve: a dominating version wins without conflict', async (t) => {
+  const old = file(X, { [X]: 1 }, { mtime: 5000, hash: 'old' })
+  const newer = file(Y, { [X]: 1, [Y]: 1 }, { mtime: 1000, hash: 'new' })
+  const r = resolveAllOrders(t, [old, newer], 'dominance')
+  t.is(r.winner, newer, 'the dominating version wins even with an older mtime')
+  t.is(r.conflicts.length, 0, 'a dominated version is no conflict')
+  t.alike(r.frontier, { [X]: 1, [Y]: 1 })
+
+  const chain = [file(X, { [X]: 1 }), file(Y, { [X]: 1, [Y]: 1 }), file(Z, { [X]: 1, [Y]: 1, [Z]: 1 }, { hash: 'last' })]
+  const r2 = resolveAllOrders(t, chain, 'chain')
+  t.is(r2.winner.hash, 'last')
+  t.is(r2.conflicts.length, 0)
+
+  t.is(resolve([]).winner, null, 'no candidates: no path')
+  t.alike(resolve([]).frontier, {})
+  const only = file(X, { [X]: 7 })
+  t.is(resolve([only]).winner, only)
+})
+
+test('resolve: equal vectors are one version, picked deterministically', async (t) => {
+  // Two logs holding the same version (e.g. one device re-wrote the settled winner).
+  const a = file(X, { [X]: 2, [Y]: 1 }, { hash: 'same', mtime: 1000 })
+  const b = file(Y, { [X]: 2, [Y]: 1 }, { hash: 'same', mtime: 1000 })
+  const r = resolveAllOrders(t, [a, b], 'equal vectors')
+  t.is(r.conflicts.length, 0, 'equal vectors never conflict')
+  t.is(r.winner, b, 'the larger device breaks the tie')
+  t.alike(r.frontier, { [X]: 2, [Y]: 1 })
+
+  const c = file(X, { [X]: 1 }, { hash: 'c', mtime: 2000 })
+  const d = file(Y, { [X]: 1 }, { hash: 'd', mtime: 1000 })
+  const r2 = resolveAllOrders(t, [c, d], 'equal vectors, different content')
+  t.is(r2.winner, c, 'the newer mtime wins among equal vectors')
+  t.is(r2.conflicts.length, 0, 'equal vectors with different content are still one version')
+})
+
+test('resolve: concurrent edits with different content conflict, with a deterministic winner', async (t) => {
+  // newer mtime wins
+  const older = file(X, { [X]: 2 }, { mtime: 1000, hash: 'x' })
+  const newer = file(Y, { [X]: 1, [Y]: 1 }, { mtime: 2000, hash: 'y' })
+  let r = resolveAllOrders(t, [older, newer], 'newer mtime')
+  t.is(r.winner, newer, 'the newer mtime wins')
+  t.is(r.conflicts.length, 1)
+  t.is(r.conflicts[0], older, 'the loser is kept as a conflict')
+  t.alike(r.frontier, { [X]: 2, [Y]: 1 }, 'the frontier joins both versions')
+
+  // equal mtime: larger device wins
+  const fromX = file(X, { [X]: 1 }, { mtime: 3000, hash: 'x' })
+  const fromY = file(Y, { [Y]: 1 }, { mtime: 3000, hash: 'y' })
+  r = resolveAllOrders(t, [fromX, fromY], 'larger device')
+  t.is(r.winner, fromY, 'with equal mtimes the larger device id wins')
+  t.alike(r.conflicts, [fromX])
+
+  // directories first, even against a newer file from a larger device
+  const d = dir(X, { [X]: 1 }, { mtime: 1000 })
+  const f = file(Z, { [Z]: 1 }, { mtime: 9000 })
+  r = resolveAllOrders(t, [f, d], 'dir first')
+  t.is(r.winner, d, 'a directory beats a concurrent file')
+  t.alike(r.conflicts, [f], 'the file becomes a conflict copy')
+
+  // three concurrent versions: one winner, two conflicts
+  const v1 = file(X, { [X]: 1 }, { mtime: 1000, hash: '1' })
+  const v2 = file(Y, { [Y]: 1 }, { mtime: 3000, hash: '2' })
+  const v3 = file(Z, { [Z]: 1 }, { mtime: 2000, hash: '3' })
+  r = resolveAllOrders(t, [v1, v2, v3], 'three-way')
+  t.is(r.winner, v2)
+  t.is(r.conflicts.length, 2)
+  t.ok(r.conflicts.includes(v1) && r.conflicts.includes(v3))
+  t.alike(r.frontier, { [X]: 1, [Y]: 1, [Z]: 1 })
+
+  // symlinks with different targets conflict too
+  const l1 = symlink(X, { [X]: 1 }, 'a', { mtime: 1000 })
+  const l2 = symlink(Y, { [Y]: 1 }, 'b', { mtime: 1000 })
+  r = resolveAllOrders(t, [l1, l2], 'symlinks')
+  t.is(r.winner, l2)
+  t.alike(r.conflicts, [l1])
+
+  // same hash but a different size is different content
+  const s1 = file(X, { [X]: 1 }, { hash: 'h', size: 1 })
+  const s2 = file(Y, { [Y]: 1 }, { hash: 'h', size: 2 })
+  t.is(resolve([s1, s2]).conflicts.length, 1, 'a different size is a conflict')
+})
+
+test('resolve: concurrent identical content is no conflict', async (t) => {
+  const a = file(X, { [X]: 1 }, { mtime: 1000, hash: 'same', size: 10 })
+  const b = file(Y, { [Y]: 1 }, { mtime: 2000, hash: 'same', size: 10 })
+  const r = resolveAllOrders(t, [a, b], 'identical files')
+  t.is(r.conflicts.length, 0, 'the same bytes written on two devices do not conflict')
+  t.is(r.winner, b)
+  t.alike(r.frontier, { [X]: 1, [Y]: 1 }, 'the frontier still covers both')
+
+  const d1 = dir(X, { [X]: 1 })
+  const d2 = dir(Y, { [Y]: 1 })
+  const rd = resolveAllOrders(t, [d1, d2], 'two mkdirs')
+  t.is(rd.conflicts.length, 0, 'two concurrent mkdirs of one path do not conflict')
+  t.ok(rd.winner === d1 || rd.winner === d2)
+
+  const l1 = symlink(X, { [X]: 1 }, 'target')
+  const l2 = symlink(Y, { [Y]: 1 }, 'target')
+  t.is(resolve([l1, l2]).conflicts.length, 0, 'equal symlinks do not conflict')
+
+  // Three versions, two identical: one conflict only.
+  const c = file(Z, { [Z]: 1 }, { mtime: 500, hash: 'other', size: 10 })
+  const r3 = resolveAllOrders(t, [a, b, c], 'two identical and one different')
+  t.is(r3.winner, b)
+  t.alike(r3.conflicts, [c], 'duplicates of the winner are not conflicts, the different one is')
+})
+
+test('resolve: delete vs concurrent edit keeps the edit; a dominating delete removes', async (t) => {
+  const base = file(X, { [X]: 1 }, { mtime: 1000, hash: 'base' })
+  const deleted = tombstone(base, { [X]: 2 }, 9000) // newer mtime than the edit
+  const edited = file(Y, { [X]: 1, [Y]: 1 }, { mtime: 2000, hash: 'edit' })
+  let r = resolveAllOrders(t, [deleted, edited], 'delete vs edit')
+  t.is(r.winner, edited, 'the concurrent edit survives the delete')
+  t.is(r.conflicts.length, 0, 'the delete is not a conflict copy')
+  t.alike(r.frontier, { [X]: 2, [Y]: 1 }, 'the frontier covers the delete too')
+
+  // the delete dominates
+  const gone = tombstone(edited, { [X]: 1, [Y]: 2 })
+  r = resolveAllOrders(t, [base, edited, gone], 'dominating delete')
+  t.is(r.winner, null, 'a delete that saw every version removes the path')
+  t.is(r.conflicts.length, 0)
+  t.alike(r.frontier, { [X]: 1, [Y]: 2 })
+
+  // concurrent deletes: gone
+  const del1 = tombstone(base, { [X]: 2 })
+  const del2 = tombstone(base, { [X]: 1, [Y]: 1 })
+  r = resolveAllOrders(t, [del1, del2], 'two deletes')
+  t.is(r.winner, null)
+  t.alike(r.frontier, { [X]: 2, [Y]: 1 })
+
+  // a delete concurrent with two conflicting edits: both edits survive
+  const e1 = file(Y, { [X]: 1, [Y]: 1 }, { mtime: 2000, hash: 'e1' })
+  const e2 = file(Z, { [X]: 1, [Z]: 1 }, { mtime: 3000, hash: 'e2' })
+  const del3 = tombstone(base, { [X]: 2 }, 9999)
+  r = resolveAllOrders(t, [e1, e2, del3], 'delete vs two edits')
+  t.is(r.winner, e2)
+  t.alike(r.conflicts, [e1])
+})
+
+// --- conflict names ---
+
+test('conflictName format', async (t) => {
+  const mtime = Date.UTC(2024, 0, 2, 3, 4, 5, 678)
+  const loser = file('abcdef0123456789', { abcdef0123456789: 1 }, { mtime })
+  t.is(shortDevice('abcdef0123456789'), 'ABCDEF0')
+  t.is(conflictName('/dir/name.txt', loser), '/dir/name.sync-conflict-20240102-030405-ABCDEF0.txt')
+  t.is(conflictName('/name.txt', loser), '/name.sync-conflict-20240102-030405-ABCDEF0.txt')
+  t.is(conflictName('/a/b/archive.tar.gz', loser), '/a/b/archive.tar.sync-conflict-20240102-030405-ABCDEF0.gz', 'only the last extension is kept at the end')
+  t.is(conflictName('/dir/README', loser), '/dir/README.sync-conflict-20240102-030405-ABCDEF0', 'no extension')
+  t.is(conflictName('/dir/.bashrc', loser), '/dir/.bashrc.sync-conflict-20240102-030405-ABCDEF0', 'a dotfile has no extension')
+  t.is(conflictName('/.hidden.conf', loser), '/.hidden.sync-conflict-20240102-030405-ABCDEF0.conf', 'a dotfile with an extension')
+  t.is(conflictName('/my dir/ünï.txt', loser), '/my dir/ünï.sync-conflict-20240102-030405-ABCDEF0.txt')
+  const d = dir('abcdef0123456789', { abcdef0123456789: 1 }, { mtime })
+  t.is(conflictName('/photos.d', d), '/photos.d.sync-conflict-20240102-030405-ABCDEF0', 'a directory keeps its whole name as the stem')
+  const l = symlink('abcdef0123456789', { abcdef0123456789: 1 }, 't', { mtime })
+  t.is(conflictName('/link.txt', l), '/link.txt.sync-conflict-20240102-030405-ABCDEF0', 'a symlink keeps its whole name as the stem')
+
+  // The stamp is UTC, so every device (whatever its time zone) derives the same name.
+  const late = file('0123456789', {}, { mtime: Date.UTC(2023, 11, 31, 23, 59, 59) })
+  t.is(conflictName('/x.md', late), '/x.sync-conflict-20231231-235959-0123456.md')
+  t.is(conflictName('/x.md', late), conflictName('/x.md', { ...late }), 'deterministic')
+  const other = file('fedcba9876', {}, { mtime: Date.UTC(2023, 11, 31, 23, 59, 59) })
+  t.not(conflictName('/x.md', late), conflictName('/x.md', other), 'different devices give different names')
+})
+
+// --- merged index ---
+
+test('MergedIndex: implicit parent directories come and go with their children', async (t) => {
+  const idx = new MergedIndex()
+  t.alike(idx.list('/'), [])
+  t.ok(idx.get('/'), 'the root exists')
+
+  // a child whose parent entry is missing
+  idx.put(X, '/a/b/c.txt', file(X, { [X]: 1 }))
+  t.ok(idx.get('/a'), '/a appears')
+  t.ok(idx.get('/a').implicit, '/a is implicit')
+  t.is(idx.get('/a').entry.type, 'dir')
+  t.ok(idx.get('/a/b') && idx.get('/a/b').implicit, '/a/b appears, implicitly')
+  t.alike(idx.list('/'), ['a'])
+  t.alike(idx.list('/a'), ['b'])
+  t.alike(idx.list('/a/b'), ['c.txt'])
+  t.is(idx.get('/a/b/c.txt').implicit, false)
+  t.alike([...idx.walk('/')], ['/', '/a', '/a/b', '/a/b/c.txt'], 'walk lists parents before children')
+
+  // the child goes: its implicit parents go too
+  idx.put(X, '/a/b/c.txt', tombstone(file(X, { [X]: 1 }), { [X]: 2 }))
+  t.is(idx.get('/a/b/c.txt'), undefined, 'the deleted child is gone')
+  t.is(idx.get('/a/b'), undefined, 'its implicit parent is gone')
+  t.is(idx.get('/a'), undefined, 'and the grandparent')
+  t.alike(idx.list('/'), [], 'the root is empty again')
+
+  // a real parent stays when its child goes
+  idx.put(X, '/real', dir(X, { [X]: 3 }))
+  idx.put(X, '/real/f', file(X, { [X]: 4 }))
+  t.is(idx.get('/real').implicit, false)
+  idx.put(X, '/real/f', tombstone(file(X, { [X]: 4 }), { [X]: 5 }))
+  t.ok(idx.get('/real'), 'an explicit directory stays when emptied')
+  t.alike(idx.list('/real'), [])
+  t.alike(idx.list('/'), ['real'])
+})
+
+test('MergedIndex: a child keeps its deleted parent visible (implicitly) until it goes', async (t) => {
+  const idx = new MergedIndex()
+  const d = dir(X, { [X]: 1 })
+  idx.put(X, '/p', d)
+  // Y adds a child concurrently with X deleting the directory.
+  idx.put(Y, '/p/new.txt', file(Y, { [Y]: 1 }))
+  idx.put(X, '/p', tombstone(d, { [X]: 2 }))
+  t.ok(idx.get('/p'), 'the deleted directory is still shown: something lives below')
+  t.ok(idx.get('/p').implicit, 'implicitly')
+  t.is(idx.get('/p').entry.type, 'dir')
+  t.alike(idx.list('/p'), ['new.txt'])
+  t.alike(idx.list('/'), ['p'])
+
+  idx.put(Y, '/p/new.txt', tombstone(file(Y, { [Y]: 1 }), { [Y]: 2 }))
+  t.is(idx.get('/p/new.txt'), undefined)
+  t.is(idx.get('/p'), undefined, 'the deleted parent disappears with its last child')
+  t.alike(idx.list('/'), [])
+
+  // A file replaced by a directory path below it (parent entry is a deleted file).
+  const f = file(X, { [X]: 3 })
+  idx.put(X, '/q', f)
+  idx.put(X, '/q', tombstone(f, { [X]: 4 }))
+  t.is(idx.get('/q'), undefined)
+  idx.put(X, '/q/child', file(X, { [X]: 5 }))
+  t.ok(idx.get('/q') && idx.get('/q').implicit && idx.get('/q').entry.type === 'dir', 'a deleted file\'s path can become an implicit directory')
+  idx.put(X, '/q/child', tombstone(file(X, { [X]: 5 }), { [X]: 6 }))
+  t.is(idx.get('/q'), undefined)
+})
+
+test('MergedIndex: conflict copies appear in the parent listing', async (t) => {
+  const idx = new MergedIndex()
+  idx.put(X, '/docs', dir(X, { [X]: 1 }))
+  const mine = file(X, { [X]: 2 }, { mtime: Date.UTC(2024, 4, 6, 7, 8, 9), hash: 'mine' })
+  const theirs = file(Y, { [Y]: 1 }, { mtime: Date.UTC(2024, 4, 6, 7, 8, 10), hash: 'theirs' })
+  idx.put(X, '/docs/note.txt', mine)
+  t.alike(idx.conflictedPaths(), [])
+  idx.put(Y, '/docs/note.txt', theirs)
+  const copy = conflictName('/docs/note.txt', mine)
+  t.is(copy, `/docs/note.sync-conflict-20240506-070809-${shortDevice(X)}.txt`)
+  t.alike(idx.list('/docs').sort(), ['note.txt', copy.slice('/docs/'.length)].sort(), 'the conflict copy is listed next to the file')
+  t.is(idx.get('/docs/note.txt').entry, theirs, 'the winner holds the name')
+  t.is(idx.get(copy).entry, mine, 'the loser is shown under its conflict name')
+  t.alike(idx.conflictedPaths(), ['/docs/note.txt'])
+  t.alike(idx.conflictCopies('/docs/note.txt').map(([name]) => name), [copy])
+
+  // A write that saw both versions settles the conflict: the copy disappears.
+  idx.put(X, '/docs/note.txt', file(X, { [X]: 3, [Y]: 1 }, { hash: 'merged' }))
+  t.alike(idx.list('/docs'), ['note.txt'], 'the conflict copy goes once settled')
+  t.is(idx.get(copy), undefined)
+  t.alike(idx.conflictedPaths(), [])
+
+  // Conflicts below a directory that only exists implicitly.
+  idx.put(X, '/deep/x', file(X, { [X]: 1 }, { mtime: 1000, hash: 'a' }))
+  idx.put(Y, '/deep/x', file(Y, { [Y]: 1 }, { mtime: 2000, hash: 'b' }))
+  t.is(idx.list('/deep').length, 2, 'the winner and the conflict copy are listed')
+  t.ok(idx.list('/deep').includes('x.sync-conflict-19700101-000001-' + shortDevice(X)))
+})
+
+// --- secrets ---
+
+function mutate (secret, index) {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
+  const ch = secret[index]
+  const replacement = alphabet[(alphabet.indexOf(ch) + 1) % alphabet.length]
+  return secret.slice(0, index) + replacement + secret.slice(index + 1)
+}
+
+test('secrets: new secrets parse; derived secrets name the same folder with less power', async (t) => {
+  const rw = newReadWriteSecret()
+  t.ok(/^tsrw-[a-z2-7]+$/.test(rw), 'a read-write secret is tsrw- and lower-case base32')
+  t.not(newReadWriteSecret(), rw, 'new secrets differ')
+  const keys = parseSecret(rw)
+  t.is(keys.kind, 'readWrite')
+  t.ok(keys.folderKeyPair && keys.folderKeyPair.secretKey.length > 0, 'read-write has the folder key pair')
+  t.alike(keys.folderKeyPair.publicKey, keys.folderPublicKey)
+  t.is(keys.contentKey.length, 32)
+  t.is(keys.readWrite, rw, 're-encodes to the same secret')
+  t.ok(keys.readOnly.startsWith('tsro-'))
+  t.ok(keys.encrypted.startsWith('tsen-'))
+  t.is(typeof keys.folderId, 'string')
+  t.ok(keys.folderId.length > 0)
+  t.alike(parseSecret(`  ${rw}\n`).folderId, keys.folderId, 'surrounding whitespace is ignored')
+  t.not(parseSecret(newReadWriteSecret()).folderId, keys.folderId, 'another secret is another folder')
+
+  const ro = parseSecret(keys.readOnly)
+  t.is(ro.kind, 'readOnly')
+  t.is(ro.folderId, keys.folderId, 'read-only: same folder id')
+  t.alike(ro.topic, keys.topic, 'read-only: same topic')
+  t.alike(ro.capabilityKey, keys.capabilityKey)
+  t.alike(ro.folderPublicKey, keys.folderPublicKey)
+  t.is(ro.folderKeyPair, null, 'read-only has no folder key pair')
+  t.alike(ro.contentKey, keys.contentKey, 'read-only can decrypt')
+  t.is(ro.readWrite, null, 'read-only cannot derive the read-write secret')
+  t.is(ro.readOnly, keys.readOnly)
+  t.is(ro.encrypted, keys.encrypted)
+
+  const en = parseSecret(keys.encrypted)
+  t.is(en.kind, 'encrypted')
+  t.is(en.folderId, keys.folderId, 'encrypted: same folder id')
+  t.alike(en.topic, keys.topic, 'encrypted: same topic')
+  t.is(en.folderKeyPair, null, 'encrypted has no folder key pair')
+  t.is(en.contentKey, null, 'encrypted has no content key')
+  t.is(en.readWrite, null)
+  t.is(en.readOnly, null, 'encrypted cannot derive the read-only secret')
+  t.is(en.encrypted, keys.encrypted)
+})
+
+test('secrets: typos, truncation and wrong prefixes are rejected', async (t) => {
+  const keys = parseSecret(newReadWriteSecret())
+  for (const secret of [keys.readWrite, keys.readOnly, keys.encrypted]) {
+    const kind = secret.slice(0, 5)
+    let rejected = 0
+    let total = 0
+    for (let i = 5; i < secret.length; i++) {
+      total++
+      try {
+        parseSecret(mutate(secret, i))
+      } catch (err) {
+        if (err instanceof SecretError) rejected++
+      }
+    }
+    t.is(rejected, total, `${kind}: every one-character change is rejected with a SecretError`)
+    t.exception.all(() => parseSecret(secret.slice(0, -1)), SecretError, `${kind}: one character cut off`)
+    t.exception.all(() => parseSecret(secret.slice(0, -8)), SecretError, `${kind}: eight characters cut off`)
+    t.exception.all(() => parseSecret(secret.slice(0, 20)), SecretError, `${kind}: cut in half`)
+    t.exception.all(() => parseSecret(secret + 'a'), SecretError, `${kind}: one character too many`)
+    t.exception.all(() => parseSecret(secret.slice(0, 10) + '1' + secret.slice(11)), SecretError, `${kind}: a character outside base32`)
+    let j = 10
+    while (secret[j] === secret[j + 1]) j++
+    const swapped = secret.slice(0, j) + secret[j + 1] + secret[j] + secret.slice(j + 2)
+    t.exception.all(() => parseSecret(swapped), SecretError, `${kind}: two neighbouring characters swapped`)
+  }
+  // a body under another kind's prefix (read-write and encrypted have equal lengths)
+  t.exception.all(() => parseSecret('tsen-' + keys.readWrite.slice(5)), SecretError, 'a read-write body under the encrypted prefix')
+  t.exception.all(() => parseSecret('tsrw-' + keys.encrypted.slice(5)), SecretError, 'an encrypted body under the read-write prefix')
+  t.exception.all(() => parseSecret('tsro-' + keys.readWrite.slice(5)), SecretError, 'a read-write body under the read-only prefix')
+  t.exception.all(() => parseSecret('tsxx-' + keys.readWrite.slice(5)), SecretError, 'an unknown prefix')
+  t.exception.all(() => parseSecret(''), SecretError, 'empty')
+  t.exception.all(() => parseSecret('tsrw-'), SecretError, 'a prefix alone')
+  t.exception.all(() => parseSecret(keys.readWrite.slice(5)), SecretError, 'no prefix')
+  try {
+    parseSecret(mutate(keys.readWrite, 12))
+    t.fail('a typo parsed')
+  } catch (err) {
+    t.ok(/checksum/.test(err.message), 'a typo is reported as a checksum mismatch: ' + err.message)
+  }
+  try {
+    parseSecret(keys.readWrite.slice(0, -3))
+    t.fail('a truncated secret parsed')
+  } catch (err) {
+    t.ok(/cut short|length/.test(err.message), 'truncation is reported as a wrong length: ' + err.message)
+  }
+})
