@@ -12,6 +12,7 @@ import { checkFuseDevice, detach, isTsyncfsMount, loadFuse, prepareMountpoint } 
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
 import { fromHelperForm } from './mount-options'
+import { parseSize } from '../cache/block-cache'
 
 interface Command {
   usage: string
@@ -22,7 +23,7 @@ interface Command {
 const MOUNT_FLAGS: FlagSpec = {
   'data-dir': 'string', bootstrap: 'string', bind: 'string', foreground: 'boolean',
   'read-timeout': 'string', 'allow-other': 'boolean', ro: 'boolean',
-  uid: 'string', gid: 'string', umask: 'string', help: 'boolean'
+  uid: 'string', gid: 'string', umask: 'string', 'cache-size': 'string', 'keep-all': 'boolean', help: 'boolean'
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -54,6 +55,9 @@ const COMMANDS: Record<string, Command> = {
       '  --read-timeout SEC    how long a read waits for a peer before EIO (default 60)',
       '  --allow-other         let other users access the mount',
       '  --ro                  mount read-only, even with a read-write secret',
+      '  --cache-size SIZE     limit of other devices\' content kept here (20G, 512M; default',
+      '                        10G, or half the free disk space if that is less)',
+      '  --keep-all            keep a full local copy of everything (no eviction)',
       '  --uid N, --gid N      owner shown for every file (default: the caller)',
       '  --umask OCTAL         permission bits to hide from every mode',
       '  The form `tsyncfs SOURCE DIR -o data_dir=..,bootstrap=..,ro,...` (mount.fuse) works too.',
@@ -112,6 +116,36 @@ const COMMANDS: Record<string, Command> = {
       const exit = () => stop().then(() => process.exit(0), () => process.exit(1))
       process.on('SIGTERM', exit)
       process.on('SIGINT', exit)
+    }
+  },
+  pin: {
+    usage: 'tsyncfs pin <path>\n  Fetches a file or directory of a mount whole, now, and keeps it whatever the cache size.\n  New files that arrive in a pinned directory are pinned too.',
+    flags: { help: 'boolean' },
+    async run({ positionals }) {
+      const { reg, rel } = await locate(positionals[0])
+      unwrap(await request(reg.socket, { cmd: 'pin', path: rel }))
+      console.log(`pinned ${rel} in ${reg.mountpoint}`)
+    }
+  },
+  unpin: {
+    usage: 'tsyncfs unpin <path>\n  Lets a pinned file or directory be evicted again.',
+    flags: { help: 'boolean' },
+    async run({ positionals }) {
+      const { reg, rel } = await locate(positionals[0])
+      unwrap(await request(reg.socket, { cmd: 'unpin', path: rel }))
+      console.log(`unpinned ${rel} in ${reg.mountpoint}`)
+    }
+  },
+  cache: {
+    usage: 'tsyncfs cache [mountpoint] [--json]\n  Local, pinned and evictable bytes, the limit and the hit rate of the block cache.',
+    flags: { json: 'boolean', help: 'boolean' },
+    async run({ positionals, flags }) {
+      const regs = positionals[0] ? [await findMount(positionals[0])] : await registrations()
+      const results: CacheResult[] = []
+      for (const reg of regs) results.push({ ...(unwrap(await request(reg.socket, { cmd: 'cache' })) as CacheResult), mountpoint: reg.mountpoint })
+      if (flags.json) console.log(JSON.stringify(positionals[0] ? results[0] : results, null, 2))
+      else if (results.length === 0) console.log('no tsyncfs folder is mounted')
+      else console.log(results.map(formatCache).join('\n\n'))
     }
   },
   bootstrap: {
@@ -226,7 +260,9 @@ function mountConfig(mountpoint: string, flags: Record<string, string | boolean>
     readOnly: !!flags.ro,
     uid: int('uid', 10),
     gid: int('gid', 10),
-    umask: int('umask', 8)
+    umask: int('umask', 8),
+    cacheSize: cacheSize(flags['cache-size']),
+    keepAll: !!flags['keep-all']
   }
 }
 
@@ -278,6 +314,39 @@ function runDaemonChild(): Promise<void> {
       )
     })
   })
+}
+
+function cacheSize(value: string | boolean | undefined): number | null {
+  if (value === undefined) return null
+  const size = parseSize(String(value))
+  if (size === null) throw new UserError(`bad --cache-size "${value}": expected a size like 20G, 512M or 1048576`, 2)
+  return size
+}
+
+/** The mount a path lies in, and the path inside it. */
+async function locate(arg: string | undefined): Promise<{ reg: Registration; rel: string }> {
+  if (!arg) throw new UserError('a path inside a tsyncfs mount is needed', 2)
+  const abs = path.resolve(arg)
+  const reg = (await registrations())
+    .filter((r) => abs === r.mountpoint || abs.startsWith(r.mountpoint + '/'))
+    .sort((a, b) => b.mountpoint.length - a.mountpoint.length)[0]
+  if (!reg) throw new UserError(`${abs} is not inside a tsyncfs mount`)
+  return { reg, rel: '/' + path.relative(reg.mountpoint, abs) }
+}
+
+interface CacheResult {
+  mountpoint: string; limit: number | null; localBytes: number; pinnedBytes: number; evictableBytes: number
+  hits: number; misses: number; hitRate: number; pins: { paths: string[]; bytesTotal: number; bytesLocal: number }
+}
+
+function formatCache(c: CacheResult): string {
+  return [
+    `mount      ${c.mountpoint}`,
+    `limit      ${c.limit === null ? 'none (keep all)' : formatBytes(c.limit)}`,
+    `local      ${formatBytes(c.localBytes)} (${formatBytes(c.pinnedBytes)} pinned, ${formatBytes(c.evictableBytes)} evictable)`,
+    `pinned     ${c.pins.paths.join(', ') || '-'}: ${formatBytes(c.pins.bytesLocal)} of ${formatBytes(c.pins.bytesTotal)} local`,
+    `hit rate   ${(c.hitRate * 100).toFixed(1)}% (${c.hits} hits, ${c.misses} misses)`
+  ].join('\n')
 }
 
 // --- status and unmount ---

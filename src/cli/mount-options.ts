@@ -7,7 +7,8 @@ const IGNORED = new Set(['defaults', 'rw', 'auto', 'noauto', 'user', 'users', 'n
 
 const KEYS: Record<string, string> = {
   data_dir: 'data-dir', bootstrap: 'bootstrap', bind: 'bind', read_timeout: 'read-timeout',
-  uid: 'uid', gid: 'gid', umask: 'umask', ro: 'ro', allow_other: 'allow-other', foreground: 'foreground'
+  uid: 'uid', gid: 'gid', umask: 'umask', ro: 'ro', allow_other: 'allow-other', foreground: 'foreground',
+  cache_size: 'cache-size', keep_all: 'keep-all'
 }
 
 export function parseMountOptions(text: string): Record<string, string | boolean> {

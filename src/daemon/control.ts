@@ -5,7 +5,7 @@ import { promises as fs } from 'fs'
 import path from 'path'
 import { mountKey, runtimeDir } from './paths'
 
-export interface ControlRequest { cmd: 'status' | 'unmount'; lazy?: boolean }
+export interface ControlRequest { cmd: 'status' | 'unmount' | 'cache' | 'pin' | 'unpin'; lazy?: boolean; path?: string }
 export type ControlResponse = { ok: true; result?: unknown } | { ok: false; error: string }
 
 export interface Registration {

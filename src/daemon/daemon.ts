@@ -23,6 +23,15 @@ export interface DaemonConfig {
   uid: number | null // owner shown for every file (default: the daemon's)
   gid: number | null
   umask: number | null // permission bits to hide from the modes shown
+  cacheSize: number | null // bytes; null: 10 GiB, or half the free space if that is less
+  keepAll: boolean
+}
+
+const DEFAULT_CACHE = 10 * 1024 ** 3
+
+async function defaultCacheSize(dir: string): Promise<number> {
+  const disk = await fs.statfs(dir)
+  return Math.min(DEFAULT_CACHE, Math.floor((disk.bavail * disk.bsize) / 2))
 }
 
 export type Logger = (message: string) => void
@@ -89,7 +98,8 @@ export class Daemon {
     const { keys, config, log } = this
     this.store = new Corestore(path.join(this.dir, 'cores'))
     await this.store.ready()
-    this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000, readOnly: config.readOnly })
+    this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000, readOnly: config.readOnly,
+      cacheLimit: config.cacheSize ?? await defaultCacheSize(this.dir), keepAll: config.keepAll })
     this.folder.on('warning', (err: Error) => log(`warning: ${err.message}`))
     this.folder.on('member', () => log('a new member joined the folder'))
     await this.folder.open()
@@ -104,6 +114,12 @@ export class Daemon {
     const { socket } = registrationPaths(this.mountpoint)
     this.control = await serve(socket, async (req) => {
       if (req.cmd === 'status') return this.status()
+      if (req.cmd === 'cache') return this.cacheStatus()
+      if (req.cmd === 'pin' || req.cmd === 'unpin') {
+        const p = req.path ?? ''
+        await (req.cmd === 'pin' ? this.folder!.pin(p) : this.folder!.unpin(p))
+        return this.cacheStatus()
+      }
       if (req.cmd === 'unmount') {
         await this.releaseMount(!!req.lazy)
         setImmediate(() => this.shutdown(0))
@@ -139,8 +155,16 @@ export class Daemon {
       dirs: totals.dirs,
       conflicts: totals.conflicts,
       bytesTotal: totals.bytes,
-      bytesLocal: await folder.localBytes()
+      bytesLocal: await folder.localBytes(),
+      partial: await folder.partialFiles(100),
+      pins: (await folder.cacheStatus()).pins
     }
+  }
+
+  async cacheStatus(): Promise<Record<string, unknown>> {
+    const stats = await this.folder!.cacheStatus()
+    // Infinity (keep-all) does not survive JSON.
+    return { ...stats, limit: Number.isFinite(stats.limit) ? stats.limit : null, keepAll: this.config.keepAll }
   }
 
   /** Unmounts; a busy mount is refused unless `lazy`. */

@@ -75,11 +75,26 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     rename: (src: string, dst: string, cb: Callback) => call(cb, () => folder.rename(src, dst), ok),
     symlink: (target: string, path: string, cb: Callback) => call(cb, () => folder.symlink(target, path), ok),
     link: (_src: string, _dst: string, cb: Callback) => (cb as unknown as Reply)(ERRNO.EPERM),
+    // user.tsyncfs.local: how much of a file is on this disk, e.g. "1048576/4194304 bytes (25.0%)"
+    getxattr: (path: string, name: string, _position: number, cb: Callback) => call(cb, async () => {
+      if (name !== LOCAL_XATTR) return null
+      return Buffer.from(formatLocal(await folder.localOf(path)))
+    }, withValue),
+    listxattr: (path: string, cb: Callback) => call(cb, () => folder.stat(path).type === 'file' ? [LOCAL_XATTR] : [], withValue),
+    setxattr: (_path: string, _name: string, _value: Buffer, _position: number, _flags: number, cb: Callback) => (cb as unknown as Reply)(ERRNO.ENOTSUP),
+    removexattr: (_path: string, _name: string, cb: Callback) => (cb as unknown as Reply)(ERRNO.ENOTSUP),
     chmod: (path: string, mode: number, cb: Callback) => call(cb, () => folder.chmod(path, mode), ok),
     // Ownership is per device (the mount's uid/gid), so chown succeeds without effect.
     chown: (path: string, _uid: number, _gid: number, cb: Callback) => call(cb, () => folder.stat(path), ok),
     utimens: (path: string, _atime: number, mtime: number, cb: Callback) => call(cb, () => folder.utimens(path, mtime), ok)
   }
+}
+
+const LOCAL_XATTR = 'user.tsyncfs.local'
+
+function formatLocal({ local, size }: { local: number; size: number }): string {
+  const percent = size === 0 ? 100 : (local / size) * 100
+  return `${local}/${size} bytes (${percent.toFixed(1)}%)`
 }
 
 async function statfs(folder: Folder, dataDir: string) {

@@ -5,12 +5,16 @@ import Hypercore from 'hypercore'
 import { createHash } from 'crypto'
 import { ContentRef } from './entry'
 import { FsError } from './errors'
+import { BlockCache } from '../cache/block-cache'
 
 export const BLOCK_SIZE = 256 * 1024
 const APPEND_BATCH = 16
 
 export class ContentStore {
   private readonly cores = new Map<string, Hypercore>()
+  private readonly own = new Set<string>()
+  /** Set once the folder has its cache; blocks of other members' content are cache. */
+  cache: BlockCache | null = null
 
   constructor(
     private readonly store: Corestore,
@@ -18,18 +22,58 @@ export class ContentStore {
     private readonly readTimeoutMs: number
   ) {}
 
-  /** Registers a blob core already opened (a member drive's), so reads share it. */
-  register(core: Hypercore): void {
-    this.cores.set(core.key.toString('hex'), core)
+  /** Registers this device's own blob core: its blocks are never cache. */
+  registerOwn(core: Hypercore): void {
+    const hex = core.key.toString('hex')
+    this.cores.set(hex, core)
+    this.own.add(hex)
+  }
+
+  isOwn(ref: ContentRef): boolean {
+    return this.own.has(ref.core)
   }
 
   core(ref: ContentRef): Hypercore {
-    let core = this.cores.get(ref.core)
+    return this.coreByKey(ref.core)
+  }
+
+  private coreByKey(hex: string): Hypercore {
+    let core = this.cores.get(hex)
     if (!core) {
-      core = this.store.get({ key: Buffer.from(ref.core, 'hex'), encryption: this.contentKey ? { key: this.contentKey } : null })
-      this.cores.set(ref.core, core)
+      core = this.store.get({ key: Buffer.from(hex, 'hex'), encryption: this.contentKey ? { key: this.contentKey } : null })
+      core.on('download', (index: number, bytes: number) => this.cache?.added(hex, index, bytes))
+      this.cores.set(hex, core)
     }
     return core
+  }
+
+  /** Drops a cached block from disk (the space returns after compaction). */
+  async clear(hex: string, index: number): Promise<void> {
+    if (this.own.has(hex)) return
+    const core = this.coreByKey(hex)
+    await core.ready()
+    await core.clear(index, index + 1)
+  }
+
+  compact(): Promise<void> {
+    return this.store.storage.compact()
+  }
+
+  /** Starts fetching a whole file in the background (pinned, or a full mirror). */
+  fetchAll(ref: ContentRef): void {
+    this.prefetch(ref, 0, ref.blockLength)
+  }
+
+  /** Bytes of a file whose blocks are on this disk. */
+  async localBytes(ref: ContentRef): Promise<number> {
+    const core = this.core(ref)
+    await core.ready()
+    if (await core.has(ref.blockOffset, ref.blockOffset + ref.blockLength)) return ref.byteLength
+    let local = 0
+    for (let i = 0; i < ref.blockLength; i++) {
+      if (await core.has(ref.blockOffset + i)) local += Math.min(ref.blockSize, ref.byteLength - i * ref.blockSize)
+    }
+    return local
   }
 
   async read(ref: ContentRef, offset: number, length: number): Promise<Buffer> {
@@ -39,7 +83,7 @@ export class ContentStore {
     const last = Math.floor((end - 1) / ref.blockSize)
     const core = this.core(ref)
     const blocks: Promise<Buffer>[] = []
-    for (let i = first; i <= last; i++) blocks.push(this.block(core, ref.blockOffset + i))
+    for (let i = first; i <= last; i++) blocks.push(this.block(core, ref, ref.blockOffset + i))
     const joined = Buffer.concat(await Promise.all(blocks))
     const skip = offset - first * ref.blockSize
     return joined.subarray(skip, skip + end - offset)
@@ -52,8 +96,9 @@ export class ContentStore {
     range.done().catch(() => {})
   }
 
-  private async block(core: Hypercore, index: number): Promise<Buffer> {
+  private async block(core: Hypercore, ref: ContentRef, index: number): Promise<Buffer> {
     let block: Buffer | null
+    if (this.cache && !this.own.has(ref.core)) this.cache.used(ref.core, index, await core.has(index))
     try {
       block = await core.get(index, { timeout: this.readTimeoutMs })
     } catch (err) {

@@ -16,6 +16,8 @@ import { MemberDrive } from './member-drive'
 import { MergedIndex, parentOf } from './merged-index'
 import { Mutex } from './mutex'
 import { StagedFile } from './staging'
+import { Pins, PinProgress } from './pins'
+import { BlockCache, CacheStats } from '../cache/block-cache'
 import { bump, compare, VersionVector } from './version-vector'
 
 export interface Stat {
@@ -31,6 +33,8 @@ export interface FolderOptions {
   dir: string // this folder's state directory on this device
   readTimeoutMs: number
   readOnly?: boolean // never write, even with the read-write secret
+  cacheLimit: number // bytes of other members' content kept on this disk
+  keepAll?: boolean // mirror everything, never evict
 }
 
 interface Handle {
@@ -59,6 +63,9 @@ export class Folder extends EventEmitter {
   private readonly staged = new Map<string, StagedFile>()
   private nextFd = 1
   private settling = false
+  private cache: BlockCache | null = null
+  private pins: Pins | null = null
+  private pinRefresh: NodeJS.Timeout | null = null
 
   constructor(private readonly opts: FolderOptions) {
     super()
@@ -85,21 +92,33 @@ export class Folder extends EventEmitter {
     await fs.rm(this.stagingDir, { recursive: true, force: true })
     await fs.mkdir(this.stagingDir, { recursive: true, mode: 0o700 })
     for (const cert of await this.loadCertificates()) this.certificates.set(cert.driveKey.toString('hex'), cert)
-    const { keys, store } = this.opts
+    const { keys, store, dir } = this.opts
+    const limit = this.opts.keepAll ? Infinity : this.opts.cacheLimit
+    this.cache = new BlockCache(path.join(dir, 'cache.json'), limit, this.content, (err) => this.emit('warning', err))
+    await this.cache.load()
+    this.content.cache = this.cache
+    this.pins = new Pins(path.join(dir, 'pins.json'), this.index, this.content, this.cache, !!this.opts.keepAll)
+    await this.pins.load()
     if (keys.folderKeyPair && !this.opts.readOnly) {
       this.own = await this.openDrive(store.namespace('own-drive'), null)
       this.ownBlobs = await this.own.blobCore()
-      this.content.register(this.ownBlobs)
+      this.content.registerOwn(this.ownBlobs)
       await this.addCertificate(certify(keys.folderKeyPair, this.own.key))
     }
     await Promise.all([...this.certificates.values()].map((c) => this.openMember(c.driveKey)))
     if (this.writable) await this.settleConflicts()
+    const pinned = this.pins.pinnedRefs().reduce((n, ref) => n + ref.byteLength, 0)
+    if (pinned > limit) throw new Error(`the cache limit (${limit} bytes) is smaller than what is pinned (${pinned} bytes): raise --cache-size or unpin`)
+    this.pins.refresh()
+    this.cache.evictSoon()
   }
 
   async close(): Promise<void> {
     for (const fd of [...this.handles.keys()]) await this.release(fd).catch(() => {})
     // Files held without a handle (a truncate waiting for its open) are committed too.
     for (const staged of [...this.staged.values()]) await this.commit(staged).catch((err) => this.emit('warning', err))
+    if (this.pinRefresh) clearTimeout(this.pinRefresh)
+    await this.cache?.close().catch((err) => this.emit('warning', err))
     await Promise.all([...this.members.values()].map((m) => m.close().catch(() => {})))
   }
 
@@ -152,6 +171,10 @@ export class Folder extends EventEmitter {
 
   private onSynced(): void {
     this.emit('update')
+    // New files below a pinned directory are pinned too.
+    if (this.pins && !this.pinRefresh) {
+      this.pinRefresh = setTimeout(() => { this.pinRefresh = null; this.pins?.refresh() }, 300)
+    }
     if (this.writable && this.index.conflictedPaths().length) this.settleConflicts().catch((err) => this.emit('warning', err))
   }
 
@@ -550,24 +573,66 @@ export class Folder extends EventEmitter {
   /** Bytes of visible files whose blocks are on this disk. */
   async localBytes(): Promise<number> {
     let local = 0
-    for (const [, node] of this.index.nodes()) {
-      const ref = node.entry.content
-      if (node.entry.type !== 'file' || !ref) continue
-      local += await this.localBytesOf(ref)
-    }
+    for (const [, ref] of this.files()) local += await this.content.localBytes(ref)
     return local
   }
 
-  private async localBytesOf(ref: ContentRef): Promise<number> {
-    const core = this.content.core(ref)
-    await core.ready()
-    const end = ref.blockOffset + ref.blockLength
-    if (await core.has(ref.blockOffset, end)) return ref.byteLength
-    let local = 0
-    for (let i = 0; i < ref.blockLength; i++) {
-      if (await core.has(ref.blockOffset + i)) local += Math.min(ref.blockSize, ref.byteLength - i * ref.blockSize)
+  /** Files not wholly on this disk, with how much of each is. */
+  async partialFiles(max: number): Promise<Array<{ path: string; local: number; size: number }>> {
+    const out = []
+    for (const [p, ref] of this.files()) {
+      const local = await this.content.localBytes(ref)
+      if (local < ref.byteLength) out.push({ path: p, local, size: ref.byteLength })
+      if (out.length >= max) break
     }
-    return local
+    return out
+  }
+
+  /** How much of one file is on this disk (for the user.tsyncfs.local attribute). */
+  async localOf(p: string): Promise<{ local: number; size: number }> {
+    const staged = this.staged.get(p)
+    if (staged) return { local: staged.size, size: staged.size }
+    const entry = this.entry(p)
+    if (entry.type !== 'file' || !entry.content) return { local: entry.size, size: entry.size }
+    return { local: await this.content.localBytes(entry.content), size: entry.size }
+  }
+
+  private *files(): Generator<[string, ContentRef]> {
+    for (const [p, node] of this.index.nodes()) {
+      if (node.entry.type === 'file' && node.entry.content) yield [p, node.entry.content]
+    }
+  }
+
+  // --- cache and pins ---
+
+  async pin(p: string): Promise<void> {
+    this.entry(p)
+    const pins = this.requirePins()
+    const needed = pins.pinnedRefs(p).reduce((n, ref) => n + ref.byteLength, 0)
+    if (needed > this.requireCache().limit) {
+      throw new Error(`pinning ${p} needs ${needed} bytes, more than the cache limit of ${this.requireCache().limit}`)
+    }
+    await pins.set(new Set([...pins.list(), p]))
+  }
+
+  async unpin(p: string): Promise<void> {
+    const pins = this.requirePins()
+    if (!pins.list().includes(p)) throw new Error(`${p} is not pinned`)
+    await pins.set(new Set(pins.list().filter((x) => x !== p)))
+  }
+
+  async cacheStatus(): Promise<CacheStats & { pins: PinProgress }> {
+    return { ...this.requireCache().stats(), pins: await this.requirePins().progress() }
+  }
+
+  private requireCache(): BlockCache {
+    if (!this.cache) throw new Error('the folder is not open')
+    return this.cache
+  }
+
+  private requirePins(): Pins {
+    if (!this.pins) throw new Error('the folder is not open')
+    return this.pins
   }
 }
 

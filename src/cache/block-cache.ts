@@ -1,0 +1,155 @@
+// The local block cache's policy: which blocks of other members' content are on this disk,
+// when each was last used, which are pinned, and evicting the least recently used ones
+// when the cache is over its limit. The bookkeeping is local (a file beside the cores) and
+// never replicated; the blocks themselves live in the cores.
+import { promises as fs } from 'fs'
+
+export interface CacheBackend {
+  clear(core: string, index: number): Promise<void>
+  compact(): Promise<void>
+}
+
+export interface CacheStats {
+  limit: number
+  localBytes: number
+  pinnedBytes: number
+  evictableBytes: number
+  hits: number
+  misses: number
+  hitRate: number
+}
+
+interface BlockRecord { bytes: number; lastUse: number }
+
+const SAVE_EVERY_MS = 2000
+/** Evict down to this share of the limit, so eviction runs in batches, not per block. */
+const LOW_WATER = 0.9
+
+export class BlockCache {
+  private readonly blocks = new Map<string, BlockRecord>()
+  private pinned = new Set<string>()
+  private total = 0
+  private hits = 0
+  private misses = 0
+  private dirty = false
+  private saveTimer: NodeJS.Timeout | null = null
+  private evicting: Promise<void> | null = null
+
+  constructor(
+    private readonly file: string,
+    public limit: number,
+    private readonly backend: CacheBackend,
+    private readonly onError: (err: Error) => void
+  ) {}
+
+  static key(core: string, index: number): string {
+    return `${core}:${index}`
+  }
+
+  async load(): Promise<void> {
+    try {
+      const saved = JSON.parse(await fs.readFile(this.file, 'utf8')) as { blocks: Array<[string, number, number]>; hits: number; misses: number }
+      for (const [key, bytes, lastUse] of saved.blocks) this.blocks.set(key, { bytes, lastUse })
+      this.total = [...this.blocks.values()].reduce((n, b) => n + b.bytes, 0)
+      this.hits = saved.hits ?? 0
+      this.misses = saved.misses ?? 0
+    } catch {}
+  }
+
+  async save(): Promise<void> {
+    if (this.saveTimer) clearTimeout(this.saveTimer)
+    this.saveTimer = null
+    if (!this.dirty) return
+    this.dirty = false
+    const blocks = [...this.blocks].map(([key, b]) => [key, b.bytes, b.lastUse])
+    const tmp = this.file + '.tmp'
+    await fs.writeFile(tmp, JSON.stringify({ blocks, hits: this.hits, misses: this.misses }), { mode: 0o600 })
+    await fs.rename(tmp, this.file)
+  }
+
+  /** A block of another member's content arrived from a peer. */
+  added(core: string, index: number, bytes: number): void {
+    const key = BlockCache.key(core, index)
+    const old = this.blocks.get(key)
+    if (old) this.total -= old.bytes
+    this.blocks.set(key, { bytes, lastUse: Date.now() })
+    this.total += bytes
+    this.changed()
+    if (this.total > this.limit) this.evictSoon()
+  }
+
+  /** A read was served (hit) or had to wait for the network (miss). */
+  used(core: string, index: number, hit: boolean): void {
+    if (hit) this.hits++
+    else this.misses++
+    const record = this.blocks.get(BlockCache.key(core, index))
+    if (record) record.lastUse = Date.now()
+    this.changed()
+  }
+
+  /** Replaces the set of pinned blocks (keys from BlockCache.key). */
+  setPinned(keys: Set<string>): void {
+    this.pinned = keys
+  }
+
+  pinnedBytes(): number {
+    let n = 0
+    for (const key of this.pinned) n += this.blocks.get(key)?.bytes ?? 0
+    return n
+  }
+
+  stats(): CacheStats {
+    const pinnedBytes = this.pinnedBytes()
+    const lookups = this.hits + this.misses
+    return {
+      limit: this.limit,
+      localBytes: this.total,
+      pinnedBytes,
+      evictableBytes: this.total - pinnedBytes,
+      hits: this.hits,
+      misses: this.misses,
+      hitRate: lookups ? this.hits / lookups : 0
+    }
+  }
+
+  evictSoon(): void {
+    if (!this.evicting) this.evicting = this.evict().catch(this.onError).finally(() => { this.evicting = null })
+  }
+
+  /** Clears least recently used, unpinned blocks until the cache is under its low water. */
+  async evict(): Promise<void> {
+    if (this.total <= this.limit) return
+    const target = this.limit * LOW_WATER
+    const candidates = [...this.blocks].filter(([key]) => !this.pinned.has(key)).sort((a, b) => a[1].lastUse - b[1].lastUse)
+    for (const [key, record] of candidates) {
+      if (this.total <= target) break
+      const split = key.lastIndexOf(':')
+      await this.backend.clear(key.slice(0, split), Number(key.slice(split + 1)))
+      this.blocks.delete(key)
+      this.total -= record.bytes
+    }
+    this.changed()
+    await this.backend.compact()
+  }
+
+  async close(): Promise<void> {
+    await this.evicting
+    this.dirty = true
+    await this.save()
+  }
+
+  private changed(): void {
+    this.dirty = true
+    if (!this.saveTimer) this.saveTimer = setTimeout(() => { this.save().catch(this.onError) }, SAVE_EVERY_MS)
+  }
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }
+
+/** "20G", "512M", "1.5g", "1048576", with an optional trailing "iB"/"B". Null if it does not parse. */
+export function parseSize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text)
+  if (!m) return null
+  const n = Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()])
+  return n > 0 ? n : null
+}
