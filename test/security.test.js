@@ -25,14 +25,19 @@ async function stop (d) {
   if (pid) await waitFor(() => !alive(pid), { timeout: 60000, message: `${d.name}'s daemon (pid ${pid}) to exit` })
 }
 
+// Children still running when this process ends (a test that throws skips its teardown).
+const live = new Set()
+process.on('exit', () => { for (const pid of live) try { process.kill(pid, 'SIGKILL') } catch {} })
+
 /** Spawns a long-running node process, keeps its output, kills it (by PID) in teardown. */
 function spawnNode (t, args, env, name) {
   const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
   const proc = { child, name, out: '', exited: false, code: null }
+  live.add(child.pid)
   child.stdout.on('data', (d) => { proc.out += d })
   child.stderr.on('data', (d) => { proc.out += d })
   child.stdin.on('error', () => {})
-  child.on('exit', (code) => { proc.exited = true; proc.code = code })
+  child.on('exit', (code) => { proc.exited = true; proc.code = code; live.delete(child.pid) })
   proc.waitFor = (re, timeout = 30000) => waitFor(() => re.test(proc.out) || (proc.exited && Promise.reject(new Error(`${name} exited (${proc.code}): ${proc.out}`))), { timeout, message: `${name} to print ${re}` })
   proc.stop = async () => {
     if (proc.exited) return
@@ -142,6 +147,7 @@ test('read-write and read-only devices: writes of every writer reach all; a read
   t.pass('R sees a rename')
 
   // read-only: every write fails with EROFS
+  const modeBefore = (await fs.stat(a.p('from-a.txt'))).mode & 0o777
   const refused = [
     ['create', () => fs.writeFile(r.p('new.txt'), 'x')],
     ['open for writing', () => fs.open(r.p('from-a.txt'), 'r+').then((fh) => fh.close())],
@@ -165,7 +171,7 @@ test('read-write and read-only devices: writes of every writer reach all; a read
   await new Promise((resolve) => setTimeout(resolve, 2000))
   t.ok(await missing(a.p('new.txt')) && await missing(a.p('new-dir')) && await missing(a.p('renamed.txt')), 'no write of R appears on A')
   t.is(await fs.readFile(a.p('from-a.txt'), 'utf8'), 'written on A\nedited on B\n', 'A\'s file is untouched')
-  t.is((await fs.stat(a.p('from-a.txt'))).mode & 0o777, 0o644, 'A\'s mode is untouched')
+  t.is((await fs.stat(a.p('from-a.txt'))).mode & 0o777, modeBefore, 'A\'s mode is untouched')
   t.is(await fs.readFile(r.p('from-a.txt'), 'utf8'), 'written on A\nedited on B\n', 'R still reads it')
   const members = JSON.parse(await fs.readFile(path.join(folderDirOf(a, secret), 'members.json'), 'utf8'))
   t.is(members.length, 2, 'the folder has two members (A and B): the read-only device is none')
@@ -301,12 +307,14 @@ test('a peer that knows only the swarm topic is dropped and learns no certificat
   await fs.mkdir(dir, { recursive: true })
   const outsider = spawnNode(t, [path.join(FIXTURES, 'outsider.js'), '--bootstrap', bootstrap, '--topic', topic, '--dir', dir], a.env, 'outsider')
   await outsider.waitFor(/"event":"connected"/, 60000)
-  await outsider.waitFor(/"event":"closed"/, 15000)
+  await outsider.waitFor(/"event":"closed"/, 15000).catch(() => {})
   const events = outsider.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
   const closed = events.find((ev) => ev.event === 'closed')
-  t.ok(closed.afterMs < 5000, `A dropped the outsider ${closed.afterMs} ms after it connected`)
-  t.is(closed.messages, 0, 'the outsider received no membership message')
-  t.absent(events.some((ev) => ev.event === 'message'), 'no certificate reached the outsider on any connection')
+  t.ok(closed, 'A closed the connection')
+  t.ok(closed && closed.afterMs < 5000, `A dropped the outsider ${closed && closed.afterMs} ms after it connected`)
+  t.is(closed && closed.messages, 0, 'the outsider received no membership message')
+  const messages = events.filter((ev) => ev.event === 'message')
+  t.is(messages.length, 0, `no certificate reached the outsider on any connection ${messages.length ? JSON.stringify(messages[0]) : ''}`)
   t.ok(/failed the folder proof/.test(daemonLog(a)), 'A logged why it dropped the peer')
   await waitFor(async () => (await a.status()).peers.length === 0, { timeout: 10000, message: 'A to list no peer' })
   t.absent(/proved it holds the folder/.test(daemonLog(a)), 'A never counted the outsider as proven')
@@ -414,4 +422,60 @@ test('bad secrets fail with exit 2 and one clear line, before any network traffi
   await waitFor(() => packets > 0, { timeout: 20000, message: 'a good secret to cause DHT traffic' })
   t.pass('control: with a good secret the fake bootstrap node does get packets')
   await seed.stop()
+})
+
+test('a seed that tampers with the blocks it sends never makes a reader see wrong bytes', { timeout: 300000 }, async (t) => {
+  const bootstrap = await startTestnet(t)
+  const secret = await newSecret()
+  const a = new Device(t, bootstrap, 'A')
+  const s = new Device(t, bootstrap, 'S') // no mount: the tampering seed's dirs
+  const c = new Device(t, bootstrap, 'C')
+  const d = new Device(t, bootstrap, 'D')
+  const { encrypted } = await secretsOf(a, secret)
+  const content = randomBytes(1024 * 1024 + 4321) // five blocks
+  await a.mount(secret)
+  await fs.writeFile(a.p('f.bin'), content)
+
+  const seed = spawnNode(t, [path.join(FIXTURES, 'tampering-seed.js'), 'seed', encrypted, '--data-dir', s.dataDir], s.env, 'tampering seed')
+  await seed.waitFor(/seeding 1 member\(s\)/, 60000)
+  await waitFor(async () => Number((await sh(`du -sb ${JSON.stringify(s.dataDir)} | cut -f1`)).stdout.trim()) > content.length, { timeout: 60000, message: 'the seed to download everything' })
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+
+  /** Reads f.bin on `dev`: 'ok' (the right bytes), 'EIO', or what else happened. */
+  const attempt = async (dev) => {
+    try {
+      return (await fs.readFile(dev.p('f.bin'))).equals(content) ? 'ok' : 'WRONG BYTES'
+    } catch (err) {
+      return err.code || err.message
+    }
+  }
+
+  // With the honest writer gone, the tampering seed is the only source of the blocks.
+  const tampered = () => (seed.out.match(/tampered block \d+/g) || []).length
+  const tamperedBefore = tampered()
+  await stop(a)
+  await c.mount(secret, ['--read-timeout', '8'])
+  await waitFor(async () => (await fs.stat(c.p('f.bin'))).size === content.length, { timeout: 60000, message: 'C to see f.bin (metadata from the seed)' })
+  const alone = await attempt(c)
+  t.is(alone, 'EIO', 'reading through the tampering seed alone fails with EIO, not with wrong bytes')
+  t.ok(tampered() > tamperedBefore, `the seed did send C tampered blocks (${tampered() - tamperedBefore})`)
+  const partial = await c.sh('dd if=f.bin of=/dev/null bs=4096 skip=100 count=1 2>&1')
+  t.not(partial.code, 0, 'a read of one block fails too')
+  t.ok(/Input\/output error/.test(partial.stdout), `with EIO: ${partial.stdout.trim().split('\n')[0]}`)
+
+  // The honest writer comes back: now every read gives the right bytes or EIO, and soon the right bytes.
+  await a.mount(secret)
+  for (const dev of [c, d]) {
+    if (dev === d) await d.mount(secret, ['--read-timeout', '8'])
+    const seen = []
+    await waitFor(async () => {
+      const r = await attempt(dev)
+      seen.push(r)
+      return r === 'ok' || r === 'WRONG BYTES'
+    }, { timeout: 90000, interval: 500, message: `${dev.name} to read f.bin` })
+    t.alike(seen.filter((r) => r !== 'EIO' && r !== 'ENOENT'), ['ok'], `${dev.name} reads the right bytes with the tampering seed still online (attempts: ${seen.join(', ')})`)
+  }
+  const hash = (b) => require('crypto').createHash('sha256').update(b).digest('hex')
+  const onC = await c.sh('sha256sum f.bin')
+  t.is(onC.stdout.split(' ')[0], hash(content), 'sha256sum on C agrees')
 })

@@ -34,6 +34,7 @@ export class BlockCache {
   private dirty = false
   private saveTimer: NodeJS.Timeout | null = null
   private evicting: Promise<void> | null = null
+  private evictAgain = false // blocks arrived while evicting: check the limit again after
 
   constructor(
     private readonly file: string,
@@ -113,7 +114,17 @@ export class BlockCache {
   }
 
   evictSoon(): void {
-    if (!this.evicting) this.evicting = this.evict().catch(this.onError).finally(() => { this.evicting = null })
+    if (this.evicting) {
+      this.evictAgain = true
+      return
+    }
+    this.evicting = this.evict().catch(this.onError).finally(() => {
+      this.evicting = null
+      // Blocks that arrived during the eviction (or its compaction) were not evicted.
+      const again = this.evictAgain && this.total > this.limit
+      this.evictAgain = false
+      if (again) this.evictSoon()
+    })
   }
 
   /** Clears least recently used, unpinned blocks until the cache is under its low water. */

@@ -66,6 +66,7 @@ export class Folder extends EventEmitter {
   private cache: BlockCache | null = null
   private pins: Pins | null = null
   private pinRefresh: NodeJS.Timeout | null = null
+  private readonly opening = new Map<string, Promise<void>>()
 
   constructor(private readonly opts: FolderOptions) {
     super()
@@ -151,9 +152,17 @@ export class Folder extends EventEmitter {
     return undefined
   }
 
-  private async openMember(driveKey: Buffer): Promise<void> {
-    if (this.memberByKey(driveKey)) return
-    await this.openDrive(this.opts.store.session(), driveKey)
+  /** Opens a member's drive once, however many certificates for it arrive at once (a
+   *  second open would wait forever on the first one's exclusive lock of the core). */
+  private openMember(driveKey: Buffer): Promise<void> {
+    if (this.memberByKey(driveKey)) return Promise.resolve()
+    const hex = driveKey.toString('hex')
+    let opening = this.opening.get(hex)
+    if (!opening) {
+      opening = this.openDrive(this.opts.store.session(), driveKey).then(() => {}).finally(() => this.opening.delete(hex))
+      this.opening.set(hex, opening)
+    }
+    return opening
   }
 
   private async openDrive(store: Corestore, key: Buffer | null): Promise<MemberDrive> {
