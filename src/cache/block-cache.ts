@@ -6,7 +6,8 @@ import { promises as fs } from 'fs'
 
 export interface CacheBackend {
   clear(core: string, index: number): Promise<void>
-  compact(): Promise<void>
+  /** Returns the space of cleared blocks to the disk, for these cores only. */
+  compact(cores: string[]): Promise<void>
 }
 
 export interface CacheStats {
@@ -132,15 +133,18 @@ export class BlockCache {
     if (this.total <= this.limit) return
     const target = this.limit * LOW_WATER
     const candidates = [...this.blocks].filter(([key]) => !this.pinned.has(key)).sort((a, b) => a[1].lastUse - b[1].lastUse)
+    const cleared = new Set<string>()
     for (const [key, record] of candidates) {
       if (this.total <= target) break
       const split = key.lastIndexOf(':')
-      await this.backend.clear(key.slice(0, split), Number(key.slice(split + 1)))
+      const core = key.slice(0, split)
+      await this.backend.clear(core, Number(key.slice(split + 1)))
+      cleared.add(core)
       this.blocks.delete(key)
       this.total -= record.bytes
     }
     this.changed()
-    await this.backend.compact()
+    await this.backend.compact([...cleared])
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import { promises as fs, constants } from 'fs'
 import path from 'path'
 import net from 'net'
 import Corestore from 'corestore'
+import Hypercore from 'hypercore'
 import { FolderKeys } from '../secrets'
 import { Folder } from '../model/folder'
 import { FolderNetwork, HostPort } from '../swarm/network'
@@ -96,7 +97,9 @@ export class Daemon {
 
   private async startParts(): Promise<void> {
     const { keys, config, log } = this
-    this.store = new Corestore(path.join(this.dir, 'cores'))
+    // RocksDB's memtable (and so its WAL) is 64 MiB by default, and a flush holds it twice on
+    // disk for a moment: more than the cache's stated overhead. 8 MiB keeps that small.
+    this.store = new Corestore(Hypercore.defaultStorage(path.join(this.dir, 'cores'), { writeBufferSize: 8 * 1024 * 1024 }))
     await this.store.ready()
     this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000, readOnly: config.readOnly,
       cacheLimit: config.cacheSize ?? await defaultCacheSize(this.dir), keepAll: config.keepAll })

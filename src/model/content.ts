@@ -55,8 +55,13 @@ export class ContentStore {
     await core.clear(index, index + 1)
   }
 
-  compact(): Promise<void> {
-    return this.store.storage.compact()
+  /** Compacts only the cores that lost blocks: compacting the whole store would also
+   *  rewrite this device's own content and the metadata, holding two copies meanwhile. */
+  async compact(cores: string[]): Promise<void> {
+    for (const hex of cores) {
+      const storage = this.cores.get(hex)?.core?.state?.storage
+      if (storage) await storage.compact()
+    }
   }
 
   /** Starts fetching a whole file in the background (pinned, or a full mirror). */

@@ -40,6 +40,9 @@ declare module 'hypercore' {
     update(opts?: { wait?: boolean }): Promise<boolean>
     setActive(active: boolean): void
     info(opts?: { storage?: boolean }): Promise<unknown>
+    static defaultStorage(dir: string, opts?: { writeBufferSize?: number }): object
+    /** Internal: the core's RocksDB ranges, compactable on their own. */
+    core?: { state?: { storage?: { compact(): Promise<unknown> } } }
   }
   export = Hypercore
 }
@@ -55,7 +58,7 @@ declare module 'corestore' {
     keyPair?: unknown
   }
   class Corestore {
-    constructor(storage: string, opts?: { primaryKey?: Buffer; readOnly?: boolean })
+    constructor(storage: string | object, opts?: { primaryKey?: Buffer; readOnly?: boolean })
     storage: { compact(): Promise<void> }
     ready(): Promise<void>
     close(): Promise<void>
