@@ -15,16 +15,7 @@ const OVERHEAD = 48 * MiB // RocksDB WAL, blob files awaiting GC, read-ahead win
 const READ_AHEAD = 8 * MiB // one read-ahead window: 32 blocks of 256 KiB
 const mib = (n) => `${(n / MiB).toFixed(1)} MiB`
 
-function alive (pid) {
-  try { process.kill(pid, 0); return true } catch { return false }
-}
-
-/** Unmounts a device and waits until its daemon process is gone. */
-async function stop (d) {
-  const pid = d.pid()
-  await d.unmount()
-  if (pid) await waitFor(() => !alive(pid), { timeout: 60000, message: `${d.name}'s daemon (pid ${pid}) to exit` })
-}
+const stop = (d) => d.stop()
 
 async function cacheStatus (d) {
   const res = await d.cli(['cache', d.mnt, '--json'])

@@ -6,7 +6,7 @@
 const test = require('brittle')
 const fs = require('fs').promises
 const path = require('path')
-const { startTestnet, Device, newSecret, waitFor } = require('./helpers')
+const { startTestnet, Device, newSecret, waitFor, folderWith } = require('./helpers')
 
 const CONFLICT = /\.sync-conflict-(\d{8})-(\d{6})-([A-Z2-7]{7})(\.[^./]*)?$/
 
@@ -66,12 +66,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Two devices on one folder that have synced `setup` (run on A) and know each other. */
 async function pair (t) {
-  const bootstrap = await startTestnet(t)
-  const secret = await newSecret()
-  const a = new Device(t, bootstrap, 'A')
-  const b = new Device(t, bootstrap, 'B')
-  await a.mount(secret)
-  await b.mount(secret)
+  const { bootstrap, secret, devices: [a, b] } = await folderWith(t, ['A', 'B'])
   const ids = { a: (await a.status()).device, b: (await b.status()).device }
   t.ok(ids.a && ids.b && ids.a !== ids.b, 'both devices are writers with their own ids')
   return { bootstrap, secret, a, b, ids }

@@ -88,6 +88,13 @@ class Device {
     return res
   }
 
+  /** Unmounts and waits until the daemon process is gone. */
+  async stop () {
+    const pid = this.pid()
+    await this.unmount()
+    if (pid) await waitFor(() => !alive(pid), { timeout: 60000, message: `${this.name}'s daemon (pid ${pid}) to exit` })
+  }
+
   async status () {
     const res = await this.cli(['status', this.mnt, '--json'])
     if (res.code !== 0) throw new Error(`status failed: ${res.stderr}`)
@@ -141,8 +148,21 @@ class Device {
   }
 }
 
+function alive (pid) {
+  try { process.kill(pid, 0); return true } catch { return false }
+}
+
 function randomBytes (n) {
   return require('crypto').randomBytes(n)
+}
+
+/** A testnet, a new folder, and devices named `names` on it; the first `mounted` of them mounted. */
+async function folderWith (t, names, mounted = names.length) {
+  const bootstrap = await startTestnet(t)
+  const secret = await newSecret()
+  const devices = names.map((name) => new Device(t, bootstrap, name))
+  for (const d of devices.slice(0, mounted)) await d.mount(secret)
+  return { bootstrap, secret, devices }
 }
 
 async function newSecret () {
@@ -150,4 +170,4 @@ async function newSecret () {
   return res.stdout.trim()
 }
 
-module.exports = { ROOT, BIN, RUN_DIR, startTestnet, Device, exec, sh, waitFor, randomBytes, newSecret, baseEnv }
+module.exports = { alive, folderWith, ROOT, BIN, RUN_DIR, startTestnet, Device, exec, sh, waitFor, randomBytes, newSecret, baseEnv }

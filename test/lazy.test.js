@@ -6,7 +6,7 @@
 const test = require('brittle')
 const fs = require('fs').promises
 const path = require('path')
-const { startTestnet, Device, newSecret, waitFor, sh } = require('./helpers')
+const { startTestnet, Device, newSecret, waitFor, sh, folderWith } = require('./helpers')
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -18,16 +18,7 @@ async function lsR (d) {
   return r.stdout
 }
 
-function alive (pid) {
-  try { process.kill(pid, 0); return true } catch { return false }
-}
-
-/** Unmounts a device and waits until its daemon process is gone. */
-async function stop (d) {
-  const pid = d.pid()
-  await d.unmount()
-  if (pid) await waitFor(() => !alive(pid), { timeout: 60000, message: `${d.name}'s daemon (pid ${pid}) to exit` })
-}
+const stop = (d) => d.stop()
 
 async function readAt (file, position, length) {
   const fh = await fs.open(file, 'r')
@@ -100,12 +91,7 @@ test('metadata is eager: the whole tree shows on a new device without its conten
 })
 
 test('content is lazy, cached once read, and EIO after --read-timeout with no peer', { timeout: 300000 }, async (t) => {
-  const bootstrap = await startTestnet(t)
-  const secret = await newSecret()
-  const a = new Device(t, bootstrap, 'A')
-  const b = new Device(t, bootstrap, 'B')
-  await a.mount(secret)
-  await b.mount(secret)
+  const { bootstrap, secret, devices: [a, b] } = await folderWith(t, ['A', 'B'])
 
   // The file is written outside the mount first, so expected bytes come from a plain file.
   const size = 256 * MiB

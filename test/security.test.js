@@ -14,16 +14,7 @@ const { certify, toJson } = require('../dist/model/certificates')
 
 const FIXTURES = path.join(__dirname, 'fixtures')
 
-function alive (pid) {
-  try { process.kill(pid, 0); return true } catch { return false }
-}
-
-/** Unmounts a device and waits until its daemon process is gone. */
-async function stop (d) {
-  const pid = d.pid()
-  await d.unmount()
-  if (pid) await waitFor(() => !alive(pid), { timeout: 60000, message: `${d.name}'s daemon (pid ${pid}) to exit` })
-}
+const stop = (d) => d.stop()
 
 // Children still running when this process ends (a test that throws skips its teardown).
 const live = new Set()

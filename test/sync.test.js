@@ -2,7 +2,7 @@
 // Three devices mount one folder; everything done in one mount shows in the others.
 const test = require('brittle')
 const fs = require('fs').promises
-const { startTestnet, Device, newSecret, waitFor, randomBytes, sh } = require('./helpers')
+const { startTestnet, Device, newSecret, waitFor, randomBytes, sh, folderWith } = require('./helpers')
 
 async function threeDevices (t) {
   const bootstrap = await startTestnet(t)
@@ -102,12 +102,7 @@ test('every operation in one mount appears in all others', { timeout: 300000 }, 
 })
 
 test('cp -r, rsync -a, tar x and git work inside the mount', { timeout: 300000 }, async (t) => {
-  const bootstrap = await startTestnet(t)
-  const secret = await newSecret()
-  const a = new Device(t, bootstrap, 'A')
-  const b = new Device(t, bootstrap, 'B')
-  await a.mount(secret)
-  await b.mount(secret)
+  const { bootstrap, secret, devices: [a, b] } = await folderWith(t, ['A', 'B'])
   const src = a.dir + '/src'
   await sh(`mkdir -p ${src}/x/y && for i in $(seq 1 20); do head -c $((i * 3000)) /dev/urandom > ${src}/x/f$i; done && echo hi > ${src}/x/y/z && ln -s f1 ${src}/x/l && chmod 600 ${src}/x/f2`)
 
