@@ -8,7 +8,7 @@ const fsSync = require('fs')
 const path = require('path')
 const dgram = require('dgram')
 const { spawn } = require('child_process')
-const { startTestnet, Device, newSecret, waitFor, sh, BIN, randomBytes } = require('./helpers')
+const { startTestnet, Device, newSecret, waitFor, sh, BIN, randomBytes, folderWith } = require('./helpers')
 const { parseSecret } = require('../dist/secrets')
 const { certify, toJson } = require('../dist/model/certificates')
 
@@ -96,11 +96,7 @@ function folderDirOf (d, secret) {
 }
 
 test('read-write and read-only devices: writes of every writer reach all; a read-only mount refuses writes with EROFS', { timeout: 300000 }, async (t) => {
-  const bootstrap = await startTestnet(t)
-  const secret = await newSecret()
-  const a = new Device(t, bootstrap, 'A')
-  const b = new Device(t, bootstrap, 'B')
-  const r = new Device(t, bootstrap, 'R')
+  const { bootstrap, secret, devices: [a, b, r] } = await folderWith(t, ['A', 'B', 'R'], 0)
   const { readOnly } = await secretsOf(a, secret)
   t.ok(readOnly && readOnly.startsWith('tsro-'), 'secrets derives a read-only secret')
   await a.mount(secret)
@@ -170,11 +166,7 @@ test('read-write and read-only devices: writes of every writer reach all; a read
 })
 
 test('a modified read-only client with a drive of its own and forged certificates is ignored', { timeout: 300000 }, async (t) => {
-  const bootstrap = await startTestnet(t)
-  const secret = await newSecret()
-  const a = new Device(t, bootstrap, 'A')
-  const b = new Device(t, bootstrap, 'B')
-  const r = new Device(t, bootstrap, 'R')
+  const { bootstrap, secret, devices: [a, b, r] } = await folderWith(t, ['A', 'B', 'R'], 0)
   const { readOnly } = await secretsOf(a, secret)
   await a.mount(secret)
   await b.mount(secret)
