@@ -19,7 +19,11 @@ if (text.includes(BUG)) fs.writeFileSync(source, text.replace(BUG, FIX))
 else if (!text.includes(FIX)) throw new Error('fuse-native.c changed: cannot find the utimens line to patch')
 
 if (text.includes(BUG) || !fs.existsSync(built)) {
-  execFileSync('npm', ['rebuild', 'fuse-native', '--build-from-source'], { stdio: 'inherit', cwd: path.join(__dirname, '..') })
+  execFileSync('npm', ['rebuild', 'fuse-native'], {
+    stdio: 'inherit',
+    cwd: path.join(__dirname, '..'),
+    env: { ...process.env, npm_config_build_from_source: 'true' }
+  })
 }
 if (!fs.existsSync(built)) throw new Error('fuse-native was not rebuilt: ' + built + ' is missing')
 console.log('fuse-native: utimens patched and built')

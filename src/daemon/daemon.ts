@@ -8,10 +8,10 @@ import Hypercore from 'hypercore'
 import { FolderKeys } from '../secrets'
 import { Folder } from '../model/folder'
 import { FolderNetwork, HostPort } from '../swarm/network'
-import { FolderMount, checkFuseDevice, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
+import { FolderMount, checkFuseDevice, fuseNativePatched, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { folderDir } from './paths'
-import { isAlive, register, registrationPaths, serve, unregister } from './control'
+import { isAlive, register, registrationPaths, registrations, serve, unregister } from './control'
 
 export interface DaemonConfig {
   mountpoint: string
@@ -83,6 +83,7 @@ export class Daemon {
   async start(): Promise<void> {
     if (this.keys.kind === 'encrypted') throw new UserError('an encrypted secret cannot be mounted: it cannot read names or contents (use it with seed)', 2)
     loadFuse()
+    if (!fuseNativePatched()) this.log('warning: fuse-native was installed without its patch (npm ran no install scripts): utimens will set mtimes wrong; see README, "Installing"')
     await checkFuseDevice()
     this.mountpoint = await prepareMountpoint(this.config.mountpoint)
     this.dir = await prepareFolderDir(this.config.dataDir, this.keys)
@@ -214,7 +215,9 @@ export async function lockFolderDir(dir: string, folderId: string): Promise<() =
   const pidFile = path.join(dir, 'daemon.pid')
   const other = Number(await fs.readFile(pidFile, 'utf8').catch(() => ''))
   if (other && other !== process.pid && isAlive(other)) {
-    throw new UserError(`folder ${folderId} is already in use from ${path.dirname(dir)} (pid ${other})`)
+    const mount = (await registrations()).find((r) => r.pid === other)
+    const where = mount ? `mounted at ${mount.mountpoint}` : `in use (seeded) from ${path.dirname(dir)}`
+    throw new UserError(`folder ${folderId} is already ${where} (pid ${other})`)
   }
   await fs.writeFile(pidFile, String(process.pid), { mode: 0o600 })
   return () => fs.rm(pidFile, { force: true })

@@ -1,6 +1,6 @@
 // Mounting and unmounting the folder with fuse-native, and the checks that make a bad
 // mountpoint fail with one clear line before anything is half-mounted.
-import { promises as fs, constants } from 'fs'
+import { promises as fs, constants, existsSync, readFileSync } from 'fs'
 import { execFile } from 'child_process'
 import { promisify } from 'util'
 import path from 'path'
@@ -29,6 +29,20 @@ export function loadFuse(): typeof FuseType {
     return require('fuse-native') as typeof FuseType
   } catch (err) {
     throw new UserError(`FUSE is not usable: cannot load fuse-native (is libfuse2 installed? apt-get install libfuse2 fuse3): ${(err as Error).message.split('\n')[0]}`)
+  }
+}
+
+/**
+ * Whether fuse-native runs the addon that scripts/patch-fuse-native.js rebuilt (the prebuilt
+ * one stores the access time as the modification time on utimens).
+ */
+export function fuseNativePatched(): boolean {
+  const dir = path.dirname(require.resolve('fuse-native/package.json'))
+  try {
+    return readFileSync(path.join(dir, 'fuse-native.c'), 'utf8').includes('FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5)') &&
+      existsSync(path.join(dir, 'build', 'Release', 'fuse.node'))
+  } catch {
+    return false
   }
 }
 
@@ -90,7 +104,9 @@ export class FolderMount {
 
   async mount(timeoutMs: number): Promise<void> {
     const Fuse = loadFuse()
-    const extra = ['big_writes', 'max_write=131072', `fsname=${this.opts.fsName}`, 'subtype=tsyncfs']
+    // default_permissions: the kernel checks the modes, uid and gid we show, so that with
+    // allow_other the --uid/--gid/--umask options decide who may do what.
+    const extra = ['big_writes', 'max_write=131072', 'default_permissions', `fsname=${this.opts.fsName}`, 'subtype=tsyncfs']
     if (this.opts.readOnly) extra.push('ro')
     // fuse-native's option whitelist drops big_writes; without it writes come 4 KiB at a time.
     class TsyncFuse extends Fuse {
