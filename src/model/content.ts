@@ -9,10 +9,14 @@ import { BlockCache } from '../cache/block-cache'
 
 export const BLOCK_SIZE = 256 * 1024
 const APPEND_BATCH = 16
+const RECENT_BLOCKS = 16
 
 export class ContentStore {
   private readonly cores = new Map<string, Hypercore>()
   private readonly own = new Set<string>()
+  /** The last blocks read, decoded: FUSE reads 128 KiB at a time, so each 256 KiB block is
+   *  asked for twice in a row; concurrent reads of one block share one fetch. */
+  private readonly recent = new Map<string, Promise<Buffer>>()
   /** Set once the folder has its cache; blocks of other members' content are cache. */
   cache: BlockCache | null = null
 
@@ -51,6 +55,7 @@ export class ContentStore {
   async clear(hex: string, index: number): Promise<void> {
     if (this.own.has(hex)) return
     const core = this.coreByKey(hex)
+    this.recent.delete(`${hex}:${index}`)
     await core.ready()
     await core.clear(index, index + 1)
   }
@@ -101,7 +106,21 @@ export class ContentStore {
     range.done().catch(() => {})
   }
 
-  private async block(core: Hypercore, ref: ContentRef, index: number): Promise<Buffer> {
+  private block(core: Hypercore, ref: ContentRef, index: number): Promise<Buffer> {
+    const key = `${ref.core}:${index}`
+    let block = this.recent.get(key)
+    if (block) {
+      this.recent.delete(key) // re-inserted below: the map's order is the LRU order
+    } else {
+      block = this.fetchBlock(core, ref, index)
+      block.catch(() => this.recent.delete(key))
+    }
+    this.recent.set(key, block)
+    if (this.recent.size > RECENT_BLOCKS) this.recent.delete(this.recent.keys().next().value as string)
+    return block
+  }
+
+  private async fetchBlock(core: Hypercore, ref: ContentRef, index: number): Promise<Buffer> {
     let block: Buffer | null
     if (this.cache && !this.own.has(ref.core)) this.cache.used(ref.core, index, await core.has(index))
     try {
@@ -113,33 +132,46 @@ export class ContentStore {
     return block
   }
 
-  /** Appends a file's bytes, given as chunks of exactly BLOCK_SIZE (the last may be
-   *  shorter), to a writable blob core; returns where they landed and their hash. */
-  async append(core: Hypercore, chunks: AsyncIterable<Buffer>): Promise<{ ref: ContentRef; hash: string }> {
+  /** Appends files' bytes, each given as chunks of exactly BLOCK_SIZE (the last may be
+   *  shorter), to a writable blob core; returns where each landed and its hash. Blocks of
+   *  several files share appends: one storage write for many small files. */
+  async appendFiles(core: Hypercore, files: Array<AsyncIterable<Buffer> | null>): Promise<Array<{ ref: ContentRef; hash: string } | null>> {
     await core.ready()
-    const blockOffset = core.length
-    const byteOffset = core.byteLength
-    const hash = createHash('sha256')
-    let byteLength = 0 // not core.byteLength: encryption pads each block
     let batch: Buffer[] = []
-    for await (const chunk of chunks) {
-      hash.update(chunk)
-      byteLength += chunk.length
-      batch.push(chunk)
-      if (batch.length >= APPEND_BATCH) {
-        await core.append(batch)
-        batch = []
+    let pendingBytes = 0 // bytes in `batch`: core.byteLength counts them only once appended
+    const flush = async (): Promise<void> => {
+      if (batch.length) await core.append(batch)
+      batch = []
+      pendingBytes = 0
+    }
+    const out: Array<{ ref: ContentRef; hash: string } | null> = []
+    for (const chunks of files) {
+      if (!chunks) {
+        out.push(null)
+        continue
       }
+      const blockOffset = core.length + batch.length
+      const byteOffset = core.byteLength + pendingBytes
+      const hash = createHash('sha256')
+      let byteLength = 0
+      for await (const chunk of chunks) {
+        hash.update(chunk)
+        byteLength += chunk.length
+        batch.push(chunk)
+        pendingBytes += chunk.length
+        if (batch.length >= APPEND_BATCH) await flush()
+      }
+      const ref: ContentRef = {
+        core: core.key.toString('hex'),
+        blockOffset,
+        blockLength: core.length + batch.length - blockOffset,
+        byteOffset,
+        byteLength,
+        blockSize: BLOCK_SIZE
+      }
+      out.push({ ref, hash: hash.digest('hex') })
     }
-    if (batch.length) await core.append(batch)
-    const ref: ContentRef = {
-      core: core.key.toString('hex'),
-      blockOffset,
-      blockLength: core.length - blockOffset,
-      byteOffset,
-      byteLength,
-      blockSize: BLOCK_SIZE
-    }
-    return { ref, hash: hash.digest('hex') }
+    await flush()
+    return out
   }
 }

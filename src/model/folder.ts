@@ -11,7 +11,7 @@ import { ReadAhead } from '../cache/read-ahead'
 import { Certificate, certify, fromJson, isValidCertificate, toJson } from './certificates'
 import { ContentStore, BLOCK_SIZE } from './content'
 import { ContentRef, Entry, EntryType, typeBits } from './entry'
-import { fail } from './errors'
+import { fail, FsError } from './errors'
 import { MemberDrive } from './member-drive'
 import { MergedIndex, parentOf } from './merged-index'
 import { Mutex } from './mutex'
@@ -59,6 +59,8 @@ export class Folder extends EventEmitter {
   private own: MemberDrive | null = null
   private ownBlobs: Hypercore | null = null
   private readonly mutex = new Mutex()
+  private readonly committing = new Map<StagedFile, Promise<void>>()
+  private readonly pendingCommits: Array<{ staged: StagedFile; resolve: () => void; reject: (err: unknown) => void }> = []
   private readonly handles = new Map<number, Handle>()
   private readonly staged = new Map<string, StagedFile>()
   private nextFd = 1
@@ -338,25 +340,41 @@ export class Folder extends EventEmitter {
     }
   }
 
-  /** Appends the staged bytes to this device's blob core and records the new version. */
+  /** Appends the staged bytes to this device's blob core and records the new version.
+   *  Commits that arrive while another runs are grouped into one (group commit): many
+   *  small files cost one storage write and one log batch, not two each. */
   private commit(staged: StagedFile): Promise<void> {
-    return this.mutex.run(async () => {
-      if (!staged.dirty || staged.unlinked) return
-      staged.dirty = false
-      try {
-        const stored = staged.size > 0 ? await this.content.append(this.requireBlobs(), staged.chunks(BLOCK_SIZE)) : null
-        const fields: EntryFields = {
-          type: 'file', mode: staged.mode, mtime: staged.mtime, size: staged.size,
-          content: stored?.ref ?? null, hash: stored?.hash ?? EMPTY_HASH
-        }
-        const [written] = await this.writeEntries([[staged.path, fields]], new Map([[staged.path, staged.base]]))
-        staged.base = written.vv
-      } catch (err) {
-        staged.dirty = true // a later flush may still succeed (after space was freed)
-        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') fail('ENOSPC')
-        throw err
-      }
+    // Nothing new to write (a release after a flush): wait only for a commit under way.
+    if (!staged.dirty) return this.committing.get(staged) ?? Promise.resolve()
+    const done = new Promise<void>((resolve, reject) => {
+      this.pendingCommits.push({ staged, resolve, reject })
+      if (this.pendingCommits.length === 1) this.mutex.run(() => this.commitPending()).catch(() => {})
     })
+    this.committing.set(staged, done)
+    const forget = (): void => { if (this.committing.get(staged) === done) this.committing.delete(staged) }
+    done.then(forget, forget)
+    return done
+  }
+
+  private async commitPending(): Promise<void> {
+    const waiting = this.pendingCommits.splice(0)
+    const files = [...new Set(waiting.map((w) => w.staged))].filter((s) => s.dirty && !s.unlinked)
+    for (const staged of files) staged.dirty = false
+    try {
+      const stored = files.length === 0 ? [] : await this.content.appendFiles(this.requireBlobs(),
+        files.map((staged) => staged.size > 0 ? staged.chunks(BLOCK_SIZE) : null))
+      const changes = files.map((staged, i): [string, EntryFields] => [staged.path, {
+        type: 'file', mode: staged.mode, mtime: staged.mtime, size: staged.size,
+        content: stored[i]?.ref ?? null, hash: stored[i]?.hash ?? EMPTY_HASH
+      }])
+      const written = await this.writeEntries(changes, new Map(files.map((staged) => [staged.path, staged.base])))
+      files.forEach((staged, i) => { staged.base = written[i].vv })
+      for (const w of waiting) w.resolve()
+    } catch (err) {
+      for (const staged of files) staged.dirty = true // a later flush may still succeed (after space was freed)
+      const reported = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? new FsError('ENOSPC') : err
+      for (const w of waiting) w.reject(reported)
+    }
   }
 
   // --- namespace changes ---
