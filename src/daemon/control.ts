@@ -5,7 +5,12 @@ import { promises as fs } from 'fs'
 import path from 'path'
 import { mountKey, runtimeDir } from './paths'
 
-export interface ControlRequest { cmd: 'status' | 'unmount' | 'cache' | 'pin' | 'unpin'; lazy?: boolean; path?: string }
+export interface ControlRequest {
+  cmd: 'status' | 'unmount' | 'cache' | 'pin' | 'unpin' | 'files' | 'secrets' | 'events' | 'transfer'
+  lazy?: boolean
+  path?: string
+  since?: number // events: only those after this sequence number
+}
 export type ControlResponse = { ok: true; result?: unknown } | { ok: false; error: string }
 
 export interface Registration {
