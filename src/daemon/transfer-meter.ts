@@ -11,11 +11,12 @@ const HISTORY_SECONDS = 300
 /** The internal core object corestore hands to `watch` listeners. */
 interface InternalCore { addMonitor(monitor: object): void }
 
-/** What hypercore's replicator calls on every monitor of a core: `emit(event, index,
- *  byteLength, peer)` and reads `padding` (0: we count bytes as they travel). */
+/** What hypercore (11.37) uses of every monitor of a core: `emit(event, ...)`, `padding`
+ *  (0: we count bytes as they travel) and `extensions` (copied to each new peer). */
 class CoreMonitor extends EventEmitter {
   _monitorIndex = -1
   padding = 0
+  readonly extensions = new Map<string, unknown>()
 }
 
 export class TransferMeter {
