@@ -61,7 +61,8 @@ function printDaemonLogs () {
 /** Detach mounts and stop daemons that the tests of this run left behind, by PID. */
 function cleanup () {
   const runtime = path.join(runDir, 'run')
-  // Tests of several devices give each its own runtime dir below run/.
+  // Tests of several devices give each its own runtime dir below run/ (and the web test
+  // records its servers' PIDs in run/web-servers/).
   const dirs = fs.existsSync(runtime) ? [runtime, ...fs.readdirSync(runtime, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => path.join(runtime, e.name))] : []
   for (const dir of dirs) {
     for (const f of fs.readdirSync(dir)) {

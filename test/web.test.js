@@ -23,6 +23,12 @@ const CHROMIUM_ARGS = [
   '--metrics-recording-only', '--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication'
 ]
 
+// Web servers are children of this process: never leave one behind, even on a crash.
+const webServers = new Set()
+const WEB_PIDS = path.join(RUN_DIR, 'run', 'web-servers')
+fs.mkdirSync(WEB_PIDS, { recursive: true })
+process.on('exit', () => { for (const child of webServers) try { child.kill('SIGKILL') } catch {} })
+
 async function launchBrowser (t) {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS, timeout: 60000 })
   t.teardown(() => browser.close(), { order: -1 })
@@ -35,6 +41,11 @@ function startWeb (t, device, extra = []) {
     env: device.env, stdio: ['ignore', 'pipe', 'pipe']
   })
   t.teardown(() => stopProcess(child))
+  webServers.add(child)
+  // If this file dies before its teardowns, the runner still finds the server by PID.
+  const pidFile = path.join(WEB_PIDS, `${child.pid}.json`)
+  fs.writeFileSync(pidFile, JSON.stringify({ pid: child.pid }))
+  child.once('exit', () => { webServers.delete(child); fs.rmSync(pidFile, { force: true }) })
   let out = ''
   return new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => {
