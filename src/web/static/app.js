@@ -70,7 +70,8 @@
   function start () {
     $('app').hidden = false
     refresh()
-    setInterval(refresh, 1000)
+    // Every 2 s: status walks the folder's index; the chart's samples are per second anyway.
+    setInterval(refresh, 2000)
   }
 
   // --- adding a folder ---
