@@ -19,6 +19,7 @@ export class ActivityLog {
   private diffTimer: NodeJS.Timeout | null = null
   private peerTimer: NodeJS.Timeout | null = null
   private pollTimer: NodeJS.Timeout | null = null
+  private lastDiffMs = 0
 
   add(kind: ActivityKind, message: string): void {
     this.events.push({ seq: ++this.seq, time: Date.now(), kind, message })
@@ -49,13 +50,16 @@ export class ActivityLog {
     if (this.pollTimer) clearInterval(this.pollTimer)
   }
 
-  /** Diffing walks the whole index: at most twice a second, however many updates arrive. */
+  /** Diffing walks the whole index on the event loop that also serves FUSE: at most twice
+   *  a second, and less often when a diff is slow (a huge folder), so it stays under ~5%. */
   private scheduleDiff(folder: Folder): void {
     if (this.diffTimer) return
     this.diffTimer = setTimeout(() => {
-      this.diffTimer = null
+      const started = Date.now()
       this.diffFiles(folder)
-    }, 500)
+      this.lastDiffMs = Date.now() - started
+      this.diffTimer = null
+    }, Math.max(500, this.lastDiffMs * 20))
   }
 
   private diffFiles(folder: Folder): void {

@@ -184,10 +184,22 @@
     }
     line('down', '#3366cc')
     line('up', '#d2691e')
-    const label = document.createElementNS(NS, 'text')
-    label.setAttribute('x', '4'); label.setAttribute('y', '12'); label.setAttribute('font-size', '10'); label.setAttribute('fill', '#666')
-    label.textContent = `max ${bytes(max)}/s`
-    svg.append(label)
+    const text = (x, y, anchor, content, color = '#666') => {
+      const label = document.createElementNS(NS, 'text')
+      label.setAttribute('x', String(x)); label.setAttribute('y', String(y)); label.setAttribute('text-anchor', anchor)
+      label.setAttribute('font-size', '10'); label.setAttribute('fill', color)
+      label.textContent = content
+      svg.append(label)
+    }
+    const baseline = document.createElementNS(NS, 'line')
+    baseline.setAttribute('x1', '0'); baseline.setAttribute('x2', String(W))
+    baseline.setAttribute('y1', String(H - 14)); baseline.setAttribute('y2', String(H - 14)); baseline.setAttribute('stroke', '#ccc')
+    svg.append(baseline)
+    text(4, 12, 'start', `${bytes(max)}/s`)
+    text(4, H - 3, 'start', '2 min ago')
+    text(W - 4, H - 3, 'end', 'now')
+    text(W - 46, 12, 'end', '— up', '#d2691e')
+    text(W - 4, 12, 'end', '— down', '#3366cc')
     return svg
   }
 
