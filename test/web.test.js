@@ -4,7 +4,8 @@
 // folder in A's UI, add it by secret in B's, see A's new file in B's page, pin it, see
 // the rates move; and the refusals: a malformed secret, a mountpoint in use, a POST
 // without CSRF token, a foreign Host header, a non-loopback listen without password,
-// wrong passwords. Screenshots go to test-artifacts/web/.
+// wrong passwords; and the password hashing and Host/Origin rules on their own.
+// Screenshots go to test-artifacts/web/.
 const test = require('brittle')
 const path = require('path')
 const fs = require('fs')
@@ -302,4 +303,24 @@ test('web API refusals: CSRF, Host, non-loopback without password, wrong passwor
   await ok.waitForSelector('#app:not([hidden])', { timeout: 30000 })
   t.pass('the right password opens the app')
   await shot(ok, '11-logged-in')
+})
+
+test('web auth: scrypt hashes, Host and Origin rules', async (t) => {
+  const auth = require('../dist/web/auth')
+  const hash = await auth.hashPassword('correct horse battery')
+  t.ok(auth.isPasswordHash(hash), 'a hash has the scrypt$N$r$p$salt$hash form')
+  t.absent(hash.includes('correct horse'), 'and does not contain the password')
+  t.ok(await auth.verifyPassword('correct horse battery', hash), 'the right password verifies')
+  t.absent(await auth.verifyPassword('correct horse batterY', hash), 'a wrong one does not')
+  t.ok(auth.hostAllowed('127.0.0.1:8888', true, 8888) && auth.hostAllowed('localhost:8888', true, 8888), 'loopback names are allowed on loopback')
+  t.absent(auth.hostAllowed('evil.example:8888', true, 8888), 'another name is not (DNS rebinding)')
+  t.absent(auth.hostAllowed('127.0.0.1:9999', true, 8888), 'nor another port')
+  t.ok(auth.originAllowed('http://127.0.0.1:8888', '127.0.0.1:8888'), 'our own Origin is allowed')
+  t.absent(auth.originAllowed('http://evil.example', '127.0.0.1:8888'), 'another Origin is not')
+  const limiter = new auth.LoginLimiter()
+  for (let i = 0; i < 4; i++) limiter.failed('1.2.3.4')
+  t.is(limiter.retryAfterMs('1.2.3.4'), 0, 'four wrong passwords: no wait yet')
+  limiter.failed('1.2.3.4')
+  t.ok(limiter.retryAfterMs('1.2.3.4') > 0, 'the fifth makes the next attempt wait')
+  t.is(limiter.retryAfterMs('5.6.7.8'), 0, 'per address')
 })
