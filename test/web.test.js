@@ -227,6 +227,20 @@ test('web UI: create on A, add by secret on B, sync, pin, rates, events, unmount
   await waitFor(async () => (await sh(`mountpoint -q ${JSON.stringify(b.mnt)}`)).code !== 0, { timeout: 30000, message: 'B to be unmounted' })
   t.pass('unmounted from the page')
   await shot(pageB, '09-b-unmounted')
+
+  // Apart, A and B both write note.txt; when they meet, B's events show the conflict copy.
+  await sh(`printf 'from A' > ${JSON.stringify(a.p('note.txt'))}`)
+  await a.stop()
+  await addFolder(pageB, { secret, mountpoint: b.mnt })
+  await card(pageB, b.mnt).waitFor({ timeout: 30000 })
+  await sh(`printf 'from B, later' > ${JSON.stringify(b.p('note.txt'))}`)
+  await a.mount(secret)
+  await card(pageB, b.mnt).locator('button.open').click()
+  await pageB.click('button[data-tab="events"]')
+  await waitFor(async () => /conflict: conflict copy created: \/note\.sync-conflict-/.test(await pageB.textContent('#events-list')),
+    { timeout: 90000, message: 'B\'s events to show the conflict copy' })
+  t.pass('B\'s events show the conflict copy created when A and B met')
+  await shot(pageB, '10-b-conflict-event')
 })
 
 test('web API refusals: CSRF, Host, non-loopback without password, wrong passwords', { timeout: 180000 }, async (t) => {
@@ -281,7 +295,7 @@ test('web API refusals: CSRF, Host, non-loopback without password, wrong passwor
   await login.click('#login-form button')
   await login.waitForFunction(() => document.getElementById('login-error').textContent !== '')
   t.is(await login.textContent('#login-error'), 'wrong password', 'a wrong password is refused')
-  await shot(login, '10-login-wrong')
+  await shot(login, '11-login-wrong')
   const statuses = await login.evaluate(async () => {
     const csrf = (await (await fetch('/api/session')).json()).csrfToken
     const out = []
@@ -302,7 +316,7 @@ test('web API refusals: CSRF, Host, non-loopback without password, wrong passwor
   await ok.click('#login-form button')
   await ok.waitForSelector('#app:not([hidden])', { timeout: 30000 })
   t.pass('the right password opens the app')
-  await shot(ok, '11-logged-in')
+  await shot(ok, '12-logged-in')
 })
 
 test('web auth: scrypt hashes, Host and Origin rules', async (t) => {

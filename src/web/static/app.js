@@ -296,6 +296,12 @@
   }
 
   async function renderEvents (f) {
+    // A remount at the same mountpoint is a new daemon, whose events count from 1 again.
+    if (state.eventsPid !== f.pid) {
+      state.eventsPid = f.pid
+      state.eventsSince = 0
+      state.events = []
+    }
     const fresh = await api('GET', `/api/folders/${f.id}/events?since=${state.eventsSince}`)
     if (fresh.length) {
       state.events = state.events.concat(fresh).slice(-200)
