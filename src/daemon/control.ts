@@ -1,5 +1,6 @@
 // The control socket: one JSON request per connection, one JSON answer. The CLI's
-// status and unmount talk to a running daemon through it.
+// status and unmount, and the web UI (through src/daemon/client.ts), talk to a running
+// daemon through it.
 import net from 'net'
 import { promises as fs } from 'fs'
 import path from 'path'
