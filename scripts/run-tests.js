@@ -61,12 +61,17 @@ function printDaemonLogs () {
 /** Detach mounts and stop daemons that the tests of this run left behind, by PID. */
 function cleanup () {
   const runtime = path.join(runDir, 'run')
-  for (const f of fs.existsSync(runtime) ? fs.readdirSync(runtime) : []) {
-    if (!f.endsWith('.json')) continue
-    try {
-      const reg = JSON.parse(fs.readFileSync(path.join(runtime, f), 'utf8'))
-      try { process.kill(reg.pid, 'SIGKILL') } catch {}
-    } catch {}
+  // Tests of several devices give each its own runtime dir below run/ (and the web test
+  // records its servers' PIDs in run/web-servers/).
+  const dirs = fs.existsSync(runtime) ? [runtime, ...fs.readdirSync(runtime, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => path.join(runtime, e.name))] : []
+  for (const dir of dirs) {
+    for (const f of fs.readdirSync(dir)) {
+      if (!f.endsWith('.json')) continue
+      try {
+        const reg = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'))
+        try { process.kill(reg.pid, 'SIGKILL') } catch {}
+      } catch {}
+    }
   }
   const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(runDir))
   for (const m of mounts) try { execFileSync('fusermount', ['-uz', m]) } catch {}

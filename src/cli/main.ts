@@ -8,6 +8,8 @@ import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/da
 import { defaultDataDir } from '../daemon/paths'
 import { runSeed, SeedConfig } from '../daemon/seed'
 import { ControlResponse, isAlive, registrations, request, Registration } from '../daemon/control'
+import { cacheOf, DaemonError, statusOf } from '../daemon/client'
+import { webCommand } from './web'
 import { checkFuseDevice, detach, isTsyncfsMount, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
@@ -79,7 +81,7 @@ const COMMANDS: Record<string, Command> = {
     async run({ positionals, flags }) {
       const regs = positionals[0] ? [await findMount(positionals[0])] : await registrations()
       const results = []
-      for (const reg of regs) results.push(unwrap(await request(reg.socket, { cmd: 'status' })))
+      for (const reg of regs) results.push(await statusOf(reg).catch(userError) as unknown)
       if (flags.json) console.log(JSON.stringify(positionals[0] ? results[0] : results, null, 2))
       else if (results.length === 0) console.log('no tsyncfs folder is mounted')
       else console.log(results.map((r) => formatStatus(r as StatusResult)).join('\n\n'))
@@ -142,12 +144,13 @@ const COMMANDS: Record<string, Command> = {
     async run({ positionals, flags }) {
       const regs = positionals[0] ? [await findMount(positionals[0])] : await registrations()
       const results: CacheResult[] = []
-      for (const reg of regs) results.push({ ...(unwrap(await request(reg.socket, { cmd: 'cache' })) as CacheResult), mountpoint: reg.mountpoint })
+      for (const reg of regs) results.push(await cacheOf(reg).catch(userError) as unknown as CacheResult)
       if (flags.json) console.log(JSON.stringify(positionals[0] ? results[0] : results, null, 2))
       else if (results.length === 0) console.log('no tsyncfs folder is mounted')
       else console.log(results.map(formatCache).join('\n\n'))
     }
   },
+  web: webCommand,
   bootstrap: {
     usage: 'tsyncfs bootstrap [--host 127.0.0.1] [--port 49737] [--nodes 3]\n  Runs DHT bootstrap nodes for a private network, until stopped.',
     flags: { host: 'string', port: 'string', nodes: 'string', help: 'boolean' },
@@ -356,6 +359,10 @@ async function findMount(arg: string): Promise<Registration> {
   const reg = (await registrations()).find((r) => r.mountpoint === mountpoint)
   if (!reg) throw new UserError(`${mountpoint} is not a tsyncfs mount`)
   return reg
+}
+
+function userError(err: unknown): never {
+  throw err instanceof DaemonError ? new UserError(err.message) : err
 }
 
 function unwrap(res: ControlResponse): unknown {

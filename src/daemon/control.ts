@@ -1,11 +1,17 @@
 // The control socket: one JSON request per connection, one JSON answer. The CLI's
-// status and unmount talk to a running daemon through it.
+// status and unmount, and the web UI (through src/daemon/client.ts), talk to a running
+// daemon through it.
 import net from 'net'
 import { promises as fs } from 'fs'
 import path from 'path'
 import { mountKey, runtimeDir } from './paths'
 
-export interface ControlRequest { cmd: 'status' | 'unmount' | 'cache' | 'pin' | 'unpin'; lazy?: boolean; path?: string }
+export interface ControlRequest {
+  cmd: 'status' | 'unmount' | 'cache' | 'pin' | 'unpin' | 'files' | 'secrets' | 'events' | 'transfer'
+  lazy?: boolean
+  path?: string
+  since?: number // events: only those after this sequence number
+}
 export type ControlResponse = { ok: true; result?: unknown } | { ok: false; error: string }
 
 export interface Registration {

@@ -12,6 +12,9 @@ import { FolderMount, checkFuseDevice, fuseNativePatched, detach, isMountpoint, 
 import { UserError } from '../user-error'
 import { folderDir } from './paths'
 import { isAlive, register, registrationPaths, registrations, serve, unregister } from './control'
+import { TransferMeter } from './transfer-meter'
+import { ActivityLog } from './activity'
+import { UiCommands } from './ui-commands'
 
 export interface DaemonConfig {
   mountpoint: string
@@ -77,6 +80,8 @@ export class Daemon {
   private dir = ''
   private mountpoint = ''
   private unlock: (() => Promise<void>) | null = null
+  private readonly meter = new TransferMeter()
+  private readonly activity = new ActivityLog()
 
   constructor(private readonly keys: FolderKeys, private readonly config: DaemonConfig, private readonly log: Logger) {}
 
@@ -102,6 +107,7 @@ export class Daemon {
     // disk for a moment: more than the cache's stated overhead. 8 MiB keeps that small.
     this.store = new Corestore(Hypercore.defaultStorage(path.join(this.dir, 'cores'), { writeBufferSize: 8 * 1024 * 1024 }))
     await this.store.ready()
+    this.meter.attach(this.store)
     this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000, readOnly: config.readOnly,
       cacheLimit: config.cacheSize ?? await defaultCacheSize(this.dir), keepAll: config.keepAll })
     this.folder.on('warning', (err: Error) => log(`warning: ${err.message}`))
@@ -115,8 +121,12 @@ export class Daemon {
       uid: config.uid ?? process.getuid?.() ?? 0, gid: config.gid ?? process.getgid?.() ?? 0, umask: config.umask ?? 0, log
     })
     await this.fuseMount.mount(30000)
+    this.activity.watch(this.folder, () => this.network?.peerList() ?? [])
+    const ui = new UiCommands(keys, this.folder, this.activity, this.meter)
     const { socket } = registrationPaths(this.mountpoint)
     this.control = await serve(socket, async (req) => {
+      const answer = ui.handle(req)
+      if (answer) return answer
       if (req.cmd === 'status') return this.status()
       if (req.cmd === 'cache') return this.cacheStatus()
       if (req.cmd === 'pin' || req.cmd === 'unpin') {
@@ -196,6 +206,8 @@ export class Daemon {
 
   private async stopParts(): Promise<void> {
     if (this.watchdog) clearInterval(this.watchdog)
+    this.meter.stop()
+    this.activity.stop()
     // Pending writes are committed before the mount goes away.
     await this.folder?.close().catch((err) => this.log(`closing folder: ${err.message}`))
     await this.fuseMount?.unmount().catch(() => {})

@@ -67,6 +67,8 @@ declare module 'corestore' {
     session(): Corestore
     replicate(stream: unknown, opts?: unknown): NodeJS.ReadWriteStream
     findingPeers(): () => void
+    /** Calls `fn` with corestore's internal core object whenever a core is opened. */
+    watch(fn: (core: unknown) => void): void
   }
   export = Corestore
 }

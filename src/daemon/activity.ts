@@ -1,0 +1,98 @@
+// Recent events of a folder for the web UI: peers coming and going, members joining,
+// files changing, conflicts appearing. A ring buffer; nothing is persisted.
+import { Folder } from '../model/folder'
+
+export type ActivityKind = 'peer-joined' | 'peer-left' | 'member' | 'file-added' | 'file-changed' | 'file-deleted' | 'conflict' | 'warning'
+export interface ActivityEvent { seq: number; time: number; kind: ActivityKind; message: string }
+
+interface PeerLike { id: string; address: string }
+
+const CAPACITY = 200
+const MAX_FILE_EVENTS_PER_DIFF = 20 // a big sync is summarised, not flooded
+const CONFLICT_COPY = /\.sync-conflict-\d{8}-\d{6}-/
+
+export class ActivityLog {
+  private readonly events: ActivityEvent[] = []
+  private seq = 0
+  private snapshot: Map<string, string> | null = null
+  private peers = new Map<string, string>()
+  private diffTimer: NodeJS.Timeout | null = null
+  private peerTimer: NodeJS.Timeout | null = null
+  private pollTimer: NodeJS.Timeout | null = null
+  private lastDiffMs = 0
+
+  add(kind: ActivityKind, message: string): void {
+    this.events.push({ seq: ++this.seq, time: Date.now(), kind, message })
+    if (this.events.length > CAPACITY) this.events.shift()
+  }
+
+  /** Events after `since` (a seq), oldest first. */
+  list(since = 0): ActivityEvent[] {
+    return this.events.filter((e) => e.seq > since)
+  }
+
+  /** Follows a folder's changes and a peer list (polled: the network layer has no events). */
+  watch(folder: Folder, peerList: () => PeerLike[]): void {
+    this.snapshot = snapshotOf(folder)
+    folder.on('update', () => this.scheduleDiff(folder))
+    // This device's own writes raise no event in the model: look every few seconds too.
+    this.pollTimer = setInterval(() => this.scheduleDiff(folder), 2000)
+    this.pollTimer.unref()
+    folder.on('member', () => this.add('member', 'a new member device joined the folder'))
+    folder.on('warning', (err: Error) => this.add('warning', err.message))
+    this.peerTimer = setInterval(() => this.diffPeers(peerList()), 1000)
+    this.peerTimer.unref()
+  }
+
+  stop(): void {
+    if (this.diffTimer) clearTimeout(this.diffTimer)
+    if (this.peerTimer) clearInterval(this.peerTimer)
+    if (this.pollTimer) clearInterval(this.pollTimer)
+  }
+
+  /** Diffing walks the whole index on the event loop that also serves FUSE: at most twice
+   *  a second, and less often when a diff is slow (a huge folder), so it stays under ~5%. */
+  private scheduleDiff(folder: Folder): void {
+    if (this.diffTimer) return
+    this.diffTimer = setTimeout(() => {
+      const started = Date.now()
+      this.diffFiles(folder)
+      this.lastDiffMs = Date.now() - started
+      this.diffTimer = null
+    }, Math.max(500, this.lastDiffMs * 20))
+  }
+
+  private diffFiles(folder: Folder): void {
+    const next = snapshotOf(folder)
+    const before = this.snapshot ?? new Map<string, string>()
+    const changes: Array<[ActivityKind, string]> = []
+    for (const [p, sig] of next) {
+      const old = before.get(p)
+      if (old === undefined) changes.push([CONFLICT_COPY.test(p) ? 'conflict' : 'file-added', p])
+      else if (old !== sig) changes.push(['file-changed', p])
+    }
+    for (const p of before.keys()) if (!next.has(p)) changes.push(['file-deleted', p])
+    this.snapshot = next
+    const verbs: Record<string, string> = { 'file-added': 'added', 'file-changed': 'changed', 'file-deleted': 'deleted', conflict: 'conflict copy created:' }
+    for (const [kind, p] of changes.slice(0, MAX_FILE_EVENTS_PER_DIFF)) this.add(kind, `${verbs[kind]} ${p}`)
+    if (changes.length > MAX_FILE_EVENTS_PER_DIFF) this.add('file-changed', `and ${changes.length - MAX_FILE_EVENTS_PER_DIFF} more changes`)
+  }
+
+  private diffPeers(list: PeerLike[]): void {
+    const next = new Map(list.map((p) => [p.id, p.address]))
+    for (const [id, address] of next) if (!this.peers.has(id)) this.add('peer-joined', `peer ${id} connected from ${address}`)
+    for (const [id, address] of this.peers) if (!next.has(id)) this.add('peer-left', `peer ${id} (${address}) disconnected`)
+    this.peers = next
+  }
+}
+
+/** path -> a signature that changes when the visible entry does (directories excluded). */
+function snapshotOf(folder: Folder): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const [p, node] of folder.index.nodes()) {
+    const e = node.entry
+    if (e.type === 'dir') continue
+    out.set(p, `${e.type}:${e.size}:${e.mtime}:${e.hash ?? ''}:${e.target ?? ''}`)
+  }
+  return out
+}
