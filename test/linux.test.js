@@ -50,7 +50,7 @@ test('fstab: mount -T and umount, with tsyncfs options and ignored mount(8)/syst
   t.is(link.stdout.trim(), BIN, 'mount.fuse finds this checkout\'s tsyncfs (scripts/setup links it)')
 
   const fstab = path.join(b.dir, 'fstab')
-  const opts = `_netdev,nofail,x-systemd.automount,x-systemd.idle-timeout=60,data_dir=${b.dataDir},bootstrap=${bootstrap},bind=127.0.0.1,cache_size=64M,read_timeout=20`
+  const opts = `_netdev,nofail,noauto,x-systemd.automount,x-systemd.idle-timeout=60,data_dir=${b.dataDir},bootstrap=${bootstrap},bind=127.0.0.1,cache_size=64M,read_timeout=20`
   await fs.writeFile(fstab, `# a test fstab\n${await secretFile(b, secret)}  ${b.mnt}  fuse.tsyncfs  ${opts}  0  0\n`)
   const mounted = await sh(`mount -T ${q(fstab)} ${q(b.mnt)}`, { env: b.env })
   t.is(mounted.code, 0, `mount -T exits 0 (${mounted.stderr.trim()})`)

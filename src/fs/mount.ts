@@ -106,7 +106,9 @@ export class FolderMount {
     const Fuse = loadFuse()
     // default_permissions: the kernel checks the modes, uid and gid we show, so that with
     // allow_other the --uid/--gid/--umask options decide who may do what.
-    const extra = ['big_writes', 'max_write=131072', 'default_permissions', `fsname=${this.opts.fsName}`, 'subtype=tsyncfs']
+    // auto_cache: the kernel keeps file pages between opens and drops them when the size or
+    // mtime it sees changes (every new version has a new mtime), so re-reads skip FUSE.
+    const extra = ['big_writes', 'max_write=131072', 'default_permissions', 'auto_cache', `fsname=${this.opts.fsName}`, 'subtype=tsyncfs']
     if (this.opts.readOnly) extra.push('ro')
     // fuse-native's option whitelist drops big_writes; without it writes come 4 KiB at a time.
     class TsyncFuse extends Fuse {
