@@ -112,12 +112,13 @@ declare module 'hyperdrive' {
 
 declare module 'hyperswarm' {
   import { EventEmitter } from 'events'
-  interface PeerInfo { publicKey: Buffer; topics: Buffer[]; client: boolean }
+  interface PeerInfo { publicKey: Buffer; topics: Buffer[]; client: boolean; ban(banned: boolean): void }
   interface Discovery { flushed(): Promise<void>; destroy(): Promise<void> }
   interface Connection extends NodeJS.ReadWriteStream {
     remotePublicKey: Buffer
     publicKey: Buffer
     handshakeHash: Buffer
+    isInitiator: boolean
     rawStream?: { remoteHost?: string; remotePort?: number }
     destroy(err?: Error): void
   }
@@ -202,4 +203,23 @@ declare module '@hyperswarm/testnet' {
   }
   function createTestnet(size?: number, opts?: { host?: string; port?: number }): Promise<Testnet>
   export = createTestnet
+}
+
+declare module '@hyperswarm/secret-stream' {
+  import { EventEmitter } from 'events'
+  import { Duplex } from 'stream'
+  interface KeyPair { publicKey: Buffer; secretKey: Buffer }
+  class NoiseSecretStream extends EventEmitter {
+    constructor(isInitiator: boolean, rawStream: Duplex, opts?: { keyPair?: KeyPair })
+    publicKey: Buffer
+    remotePublicKey: Buffer
+    handshakeHash: Buffer
+    isInitiator: boolean
+    /** Resolves true once the Noise handshake completed, false if the stream died first. */
+    opened: Promise<boolean>
+    setKeepAlive(ms: number): void
+    setTimeout(ms: number): void
+    destroy(err?: Error): void
+  }
+  export = NoiseSecretStream
 }
