@@ -105,3 +105,78 @@ test('bad discovery options fail with one line and exit code 2', { timeout: 6000
   const seed = await d.cli(['seed', secret, '--data-dir', d.dataDir, '--peer', 'host:'])
   t.is(seed.code, 2, 'seed checks --peer too')
 })
+
+test('LAN discovery finds devices of the same folder with no DHT, and announces nothing an outsider can use', { timeout: 180000 }, async (t) => {
+  const [h0, h1, h2] = await makeLan(t, 3)
+  const secret = await newSecret()
+  const otherSecret = await newSecret()
+  const sniffer = spawnIn(t, h2, process.execPath, [path.join(__dirname, 'fixtures', 'lan-sniffer.js'), h2.ip])
+  await waitFor(() => sniffer.output.includes('listening'), { message: 'the sniffer' })
+  const a = device(t, 'A', h0, { env: LAN })
+  const b = device(t, 'B', h1, { env: LAN })
+  const c = device(t, 'C', h2, { env: LAN })
+  await a.mount(secret, ['--no-dht'])
+  await b.mount(secret, ['--no-dht'])
+  await c.mount(otherSecret, ['--no-dht'])
+
+  const peerOfA = await waitForPeer(a, 'lan')
+  const peerOfB = await waitForPeer(b, 'lan')
+  t.ok([peerOfA.address, peerOfB.address].some((x) => x.startsWith(`${h0.ip}:`) || x.startsWith(`${h1.ip}:`)), 'A and B found each other on the LAN')
+  t.ok((await udpSockets(a)).every((l) => l.includes(':49738')), 'A holds no UDP socket but the LAN one: no DHT node')
+  await fs.writeFile(a.p('lan.txt'), 'over the LAN')
+  await b.waitForContent('lan.txt', 'over the LAN')
+  t.pass('a file travels over the connection found on the LAN')
+  t.is((await c.status()).peers.length, 0, 'a device of another folder on the same LAN connects to nobody')
+
+  await waitFor(() => [h0, h1, h2].every((h) => sniffer.output.includes(`${h.ip} `)), { message: 'announcements from every host' })
+  const packets = sniffer.output.split('\n').filter((l) => l.startsWith('10.'))
+  const { parseSecret } = require(path.join(ROOT, 'dist', 'secrets'))
+  const keys = parseSecret(secret)
+  const secrets = JSON.parse((await a.cli(['secrets', secret, '--json'])).stdout)
+  const revealing = [keys.topic, keys.folderPublicKey, keys.capabilityKey, keys.folderId && Buffer.from(keys.folderId),
+    Buffer.from(secret), Buffer.from(secrets.readOnly), Buffer.from(secrets.encrypted)].filter(Boolean).map((b) => b.toString('hex'))
+  t.ok(packets.every((p) => revealing.every((r) => !p.includes(r))), 'no announcement contains the topic, keys, folder id or a secret')
+  const tagOf = (host) => packets.find((p) => p.startsWith(`${host.ip} `)).split(' ')[1].slice(16, 80)
+  t.is(tagOf(h0), tagOf(h1), 'devices of one folder announce the same tag')
+  t.not(tagOf(h0), tagOf(h2), 'another folder announces another tag')
+})
+
+test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from the public DHT', { timeout: 180000 }, async (t) => {
+  const [h0, h1, h2] = await makeLan(t, 3)
+  const node = spawnIn(t, h0, process.execPath, [BIN, 'bootstrap', '--host', h0.ip, '--port', '49737'])
+  await waitFor(() => node.output.includes('listening'), { message: 'the bootstrap node' })
+  const bootstrap = `${h0.ip}:49737`
+  const secret = await newSecret()
+  const a = device(t, 'A', h1, { bootstrap })
+  const b = device(t, 'B', h2, { bootstrap })
+  await a.mount(secret)
+  await b.mount(secret)
+  const peer = await waitForPeer(a, 'dht', 90000)
+  t.ok(peer.address.startsWith(h2.ip), `A found B through the private DHT (${peer.address})`)
+  await fs.writeFile(a.p('private.txt'), 'through a private DHT')
+  await b.waitForContent('private.txt', 'through a private DHT', 60000)
+  t.pass('a file travels between them')
+})
+
+test('a peer failing the folder proof is dropped once; an unreachable address is retried with back-off', { timeout: 180000 }, async (t) => {
+  const [h0, h1] = await makeLan(t, 2)
+  const x = device(t, 'X', h0)
+  await x.mount(await newSecret(), ['--no-dht', '--listen', '7070']) // a device of another folder
+  const closer = spawnIn(t, h0, process.execPath, [path.join(__dirname, 'fixtures', 'tcp-closer.js'), '7071'])
+  await waitFor(() => closer.output.includes('listening'), { message: 'the closing port' })
+  const a = device(t, 'A', h1)
+  await a.mount(await newSecret(), ['--no-dht', '--peer', `${h0.ip}:7070,${h0.ip}:7071`, '--listen', '7072'])
+  const started = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 40000))
+  const seconds = (Date.now() - started) / 1000
+
+  const tries = count(closer.output, 'connection')
+  // 1 s doubling: tries at 0, 1, 3, 7, 15, 31 s; a fixed 1 s retry would make about 40.
+  t.ok(tries >= 3 && tries <= 8, `the hanging-up address was tried ${tries} times in ${seconds.toFixed(0)} s`)
+  const logA = a.log()
+  t.is(count(logA, `${h0.ip}:7071 unreachable`), 1, 'its failure is logged once, not per try')
+  t.is(count(logA, `connected (direct) from ${h0.ip}:7070`), 1, 'the other folder\'s device was connected to once')
+  t.is(count(logA, 'dropped and not retried'), 1, 'and dropped, and not dialed again')
+  t.is(count(x.log(), 'connected (direct)'), 1, 'the other side saw one connection')
+  t.is((await a.status()).peers.length, 0, 'A has no peers')
+})

@@ -47,6 +47,7 @@ class Dialer {
   private timer: NodeJS.Timeout | null = null
   private stream: NoiseSecretStream | null = null
   private state: 'idle' | 'connected' | 'unreachable' = 'idle'
+  private confirmed = false
   stopped = false
 
   constructor(
@@ -65,18 +66,25 @@ class Dialer {
     this.attempt()
   }
 
+  /** The peer on the current connection proved it holds the folder. */
+  confirm(stream: object): void {
+    if (stream !== this.stream) return
+    this.confirmed = true
+    this.delay = BACKOFF_MIN_MS
+    this.setState('connected', '')
+  }
+
   private attempt(): void {
     this.timer = null
     if (this.stopped) return
     let opened = false
     let refused = false
+    this.confirmed = false
     let failure = 'closed during the handshake'
     const socket = net.connect({ host: this.address.host, port: this.address.port })
     socket.on('error', (err: NodeJS.ErrnoException) => { failure = err.code ?? err.message })
     this.stream = secure(socket, true, this.keyPair, (stream) => {
       opened = true
-      this.delay = BACKOFF_MIN_MS
-      this.setState('connected', '')
       refused = !this.onStream(stream, this.via, formatAddress(this.address))
     })
     this.stream.on('close', () => {
@@ -84,8 +92,10 @@ class Dialer {
       if (this.stopped) return
       if (!this.persistent) return this.end(refused)
       if (!opened) this.setState('unreachable', failure)
-      // Refused as a duplicate: the device is connected already; look again less and less often.
-      this.schedule(opened && !refused ? BACKOFF_MIN_MS : this.nextDelay())
+      else if (!refused && !this.confirmed) this.setState('unreachable', 'closed before it proved it holds the folder')
+      // A peer that was a member reconnects at once after it restarts; anything else (unreachable,
+      // refused as a duplicate, gone before its proof) is tried again less and less often.
+      this.schedule(this.confirmed ? BACKOFF_MIN_MS : this.nextDelay())
     })
   }
 
@@ -123,6 +133,8 @@ class Dialer {
 export interface DirectOptions {
   listen: number | null // TCP port to accept connections on; 0: any free port; null: none
   bind: string | null
+  /** Whether a host announced this folder on the LAN: connections from it count as found there. */
+  announcedOnLan: (host: string) => boolean
 }
 
 export class DirectTransport {
@@ -161,8 +173,10 @@ export class DirectTransport {
   }
 
   private accept(socket: net.Socket): void {
-    const from = socket.remoteAddress && socket.remotePort ? formatAddress({ host: socket.remoteAddress.replace(/^::ffff:/, ''), port: socket.remotePort }) : 'unknown'
-    const stream = secure(socket, false, this.keyPair, (s) => this.onStream(s, 'direct', from))
+    const host = (socket.remoteAddress ?? '').replace(/^::ffff:/, '')
+    const from = host && socket.remotePort ? formatAddress({ host, port: socket.remotePort }) : 'unknown'
+    const via = this.opts.announcedOnLan(host) ? 'lan' : 'direct'
+    const stream = secure(socket, false, this.keyPair, (s) => this.onStream(s, via, from))
     this.track(stream)
   }
 
@@ -181,8 +195,9 @@ export class DirectTransport {
     dialer.start()
   }
 
-  isDialing(address: HostPort): boolean {
-    return this.dialers.has(formatAddress(address))
+  /** A connection's peer proved it holds the folder: its dialer may reconnect at once later. */
+  confirm(stream: object): void {
+    for (const dialer of this.dialers.values()) dialer.confirm(stream)
   }
 
   /** Stops dialing an address for good: it answered, but not as a member of this folder. */

@@ -39,6 +39,7 @@ export class LanDiscovery {
   private socket: dgram.Socket | null = null
   private timer: NodeJS.Timeout | null = null
   private joined = new Set<string>()
+  private readonly announcers = new Map<string, number>() // host -> when last heard
 
   constructor(
     private readonly topic: Buffer,
@@ -88,6 +89,7 @@ export class LanDiscovery {
     const tag = msg.subarray(MAGIC.length, MAGIC.length + 32)
     const instance = msg.subarray(MAGIC.length + 32, MAGIC.length + 40)
     if (instance.equals(this.instance) || !this.isOurFolder(tag)) return
+    this.announcers.set(from, Date.now())
     // Only one side dials, so two devices do not race two connections to each other.
     if (Buffer.compare(this.instance, instance) > 0) return
     this.onPeer({ host: from, port: msg.readUInt16BE(MAGIC.length + 40) })
@@ -97,6 +99,11 @@ export class LanDiscovery {
   private isOurFolder(tag: Buffer): boolean {
     const w = currentWindow()
     return [w, w - 1, w + 1].some((x) => lanTag(this.topic, x).equals(tag))
+  }
+
+  /** Whether `host` announced this folder lately. */
+  heard(host: string): boolean {
+    return (this.announcers.get(host) ?? 0) > Date.now() - 10 * ANNOUNCE_EVERY_MS
   }
 
   stop(): void {

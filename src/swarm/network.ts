@@ -68,14 +68,18 @@ export interface PeerConnection {
 
 interface Peer {
   conn: PeerConnection
+  retiring: boolean // a duplicate, closed soon
   channel: MembershipChannel
   status: PeerStatus
   reject(reason: string): void
 }
 
 // A peer that has not proved it holds the folder by then is dropped: a device of another
-// folder never opens our membership channel at all, so it would never fail the proof.
+// folder never opens our membership channel at all, so it would never fail the proof. The
+// side that dialed directly gives up first, so it is the one that learns to stop dialing.
 const PROOF_TIMEOUT_MS = 15000
+const DIALER_PROOF_TIMEOUT_MS = 10000
+const DUPLICATE_GRACE_MS = 5000
 
 const hex = (key: Buffer): string => key.toString('hex')
 
@@ -110,7 +114,7 @@ export class FolderNetwork {
       this.swarm.on('connection', (conn, info) => this.onConnection(conn, 'dht', dhtAddress(conn), info))
     }
     const listen = opts.listen ?? (opts.lan ? 0 : null)
-    this.direct = new DirectTransport(this.keyPair, { listen, bind: opts.bind }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
+    this.direct = new DirectTransport(this.keyPair, { listen, bind: opts.bind, announcedOnLan: (host) => !!this.lan?.heard(host) }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
     folder.on('member', (cert: Certificate) => {
       for (const peer of this.peers.values()) peer.channel.announce([cert])
     })
@@ -128,7 +132,7 @@ export class FolderNetwork {
   }
 
   peerList(): PeerStatus[] {
-    return [...this.peers.values()].map((p) => p.status)
+    return [...this.peers.values()].filter((p) => !p.retiring).map((p) => p.status)
   }
 
   /** Hyperswarm asks before every connection: not to denied keys, nor to peers already connected directly. */
@@ -141,21 +145,25 @@ export class FolderNetwork {
   private onConnection(conn: PeerConnection, via: Via, address: string, info: Hyperswarm.PeerInfo | null): boolean {
     conn.on('error', (err: Error) => this.log(`connection error: ${err.message}`))
     const key = hex(conn.remotePublicKey)
-    if (this.denied.has(key) || !this.keepAgainstExisting(conn, via)) {
+    if (this.denied.has(key)) {
       conn.destroy()
       return false
     }
+    const keep = this.keepAgainstExisting(conn, via)
     this.store.replicate(conn)
     const status: PeerStatus = { id: key.slice(0, 16), address, via, verified: false, since: Date.now() }
-    const timer = setTimeout(() => peer.reject('did not prove it holds the folder in time'), PROOF_TIMEOUT_MS)
+    const timeout = via !== 'dht' && conn.isInitiator ? DIALER_PROOF_TIMEOUT_MS : PROOF_TIMEOUT_MS
+    const timer = setTimeout(() => peer.reject('did not prove it holds the folder in time'), timeout)
     const peer: Peer = {
       conn,
+      retiring: false,
       status,
       channel: new MembershipChannel(this.keys, {
         connection: conn,
         onVerified: () => {
           clearTimeout(timer)
           status.verified = true
+          this.direct.confirm(conn)
           this.log(`peer ${status.id} (${via}) proved it holds the folder`)
         },
         onFailed: () => peer.reject('failed the folder proof'),
@@ -172,15 +180,26 @@ export class FolderNetwork {
       }
     }
     this.peers.set(conn, peer)
-    this.byKey.set(key, peer)
-    this.log(`peer ${status.id} connected (${via}) from ${address}`)
+    if (keep) this.byKey.set(key, peer)
+    else this.retire(peer)
+    this.log(`peer ${status.id} connected (${via}) from ${address}${keep ? '' : ' (a duplicate, closed soon)'}`)
     conn.on('close', () => {
       clearTimeout(timer)
       this.peers.delete(conn)
       if (this.byKey.get(key) === peer) this.byKey.delete(key)
       this.log(`peer ${status.id} disconnected`)
     })
-    return true
+    return keep
+  }
+
+  /**
+   * Closes a duplicate connection after a grace period, not at once: the other side may be
+   * using it already, and a core that was opening while its only stream closed was seen
+   * never to replicate on the stream that remained.
+   */
+  private retire(peer: Peer): void {
+    peer.retiring = true
+    setTimeout(() => peer.conn.destroy(), DUPLICATE_GRACE_MS).unref()
   }
 
   /**
@@ -198,7 +217,7 @@ export class FolderNetwork {
     else keepNew = false
     if (keepNew) {
       this.byKey.delete(hex(conn.remotePublicKey))
-      existing.conn.destroy()
+      this.retire(existing)
     }
     return keepNew
   }
