@@ -207,27 +207,30 @@ async function ip (args) {
  * deleted at teardown, processes left inside killed by PID; the names are also written to
  * RUN_DIR/netns so the test runner can clean up after a crash.
  */
-async function makeLan (t, count) {
+async function makeLan (t, count, { join = [] } = {}) {
   const id = lanCount++
   const tag = `tsd${process.pid % 100000}n${id}`
   const sw = `${tag}sw`
   const hosts = Array.from({ length: count }, (_, i) => ({ ns: `${tag}h${i}`, ip: `10.77.${id}.${i + 1}` }))
   const all = [sw, ...hosts.map((h) => h.ns)]
+  // Hosts of another segment that get a second interface on this one (a router without forwarding).
+  const joined = join.map((h, j) => ({ ns: h.ns, ip: `10.77.${id}.${count + j + 1}`, dev: `eth${id}`, existing: true }))
   fs.mkdirSync(RUN_DIR, { recursive: true })
   fs.appendFileSync(path.join(RUN_DIR, 'netns'), all.join('\n') + '\n')
   t.teardown(() => deleteNamespaces(all), { order: Infinity })
   await ip(['netns', 'add', sw])
   await ip(['-n', sw, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0'])
   await ip(['-n', sw, 'link', 'set', 'br0', 'up'])
-  for (const [i, h] of hosts.entries()) {
-    await ip(['netns', 'add', h.ns])
-    await ip(['-n', sw, 'link', 'add', `p${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.ns])
+  for (const [i, h] of [...hosts, ...joined].entries()) {
+    const dev = h.dev || 'eth0'
+    if (!h.existing) await ip(['netns', 'add', h.ns])
+    await ip(['-n', sw, 'link', 'add', `p${i}`, 'type', 'veth', 'peer', 'name', dev, 'netns', h.ns])
     await ip(['-n', sw, 'link', 'set', `p${i}`, 'master', 'br0', 'up'])
-    await ip(['-n', h.ns, 'addr', 'add', `${h.ip}/24`, 'dev', 'eth0'])
-    await ip(['-n', h.ns, 'link', 'set', 'eth0', 'up'])
+    await ip(['-n', h.ns, 'addr', 'add', `${h.ip}/24`, 'dev', dev])
+    await ip(['-n', h.ns, 'link', 'set', dev, 'up'])
     await ip(['-n', h.ns, 'link', 'set', 'lo', 'up'])
   }
-  return hosts
+  return [...hosts, ...joined]
 }
 
 async function deleteNamespaces (names) {

@@ -106,16 +106,17 @@ const COMMANDS: Record<string, Command> = {
   },
   seed: {
     usage: [
-      'tsyncfs seed <secret|secret-file> [--data-dir DIR] [--bootstrap H:P,..] [--bind HOST] [discovery options]',
+      'tsyncfs seed <secret|secret-file> [--data-dir DIR] [--bootstrap H:P,..] [--bind HOST] [--relay] [discovery options]',
       '  Keeps a full replica of the folder and serves it, without mounting, until stopped.',
       '  Any kind of secret works; with the encrypted one the replica stays ciphertext.',
+      '  --relay               also relay (blindly) between devices of the folder that cannot holepunch',
       ...DISCOVERY_USAGE
     ].join('\n'),
-    flags: { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean', ...DISCOVERY_FLAGS },
+    flags: { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean', relay: 'boolean', ...DISCOVERY_FLAGS },
     async run({ positionals, flags }) {
       if (positionals.length !== 1) throw new UserError('usage: tsyncfs seed <secret> (see --help)', 2)
       const keys = await readSecret(positionals[0])
-      const stop = await runSeed(keys, commonConfig(flags), makeLogger())
+      const stop = await runSeed(keys, { ...commonConfig(flags), relay: flags.relay === true }, makeLogger())
       console.log(`seeding ${keys.folderId} (${keys.kind})`)
       const exit = () => stop().then(() => process.exit(0), () => process.exit(1))
       process.on('SIGTERM', exit)
@@ -228,7 +229,7 @@ async function readSecret(arg: string | undefined): Promise<FolderKeys> {
 // --- mount ---
 
 /** The network and storage options shared by mount and seed. */
-function commonConfig(flags: Record<string, string | boolean>): SeedConfig {
+function commonConfig(flags: Record<string, string | boolean>): Omit<SeedConfig, 'relay'> {
   const str = (name: string, env: string): string | null => {
     const value = flags[name] ?? process.env[env]
     return typeof value === 'string' && value !== '' ? value : null

@@ -12,6 +12,7 @@ export interface SeedConfig {
   bootstrap: HostPort[] | null
   bind: string | null
   discovery: Discovery
+  relay: boolean // also relay for the folder's devices that cannot holepunch
 }
 
 export async function runSeed(keys: FolderKeys, config: SeedConfig, log: Logger): Promise<() => Promise<void>> {
@@ -22,7 +23,7 @@ export async function runSeed(keys: FolderKeys, config: SeedConfig, log: Logger)
   replica.on('warning', (err: Error) => log(`warning: ${err.message}`))
   replica.on('member', () => log(`seeding ${replica.allCertificates().length} member(s)`))
   await replica.open()
-  const network = new FolderNetwork(keys, store, replica, { bootstrap: config.bootstrap, bind: config.bind, ...config.discovery }, log)
+  const network = new FolderNetwork(keys, store, replica, { bootstrap: config.bootstrap, bind: config.bind, ...config.discovery, relay: config.relay }, log)
   await network.start()
   return async () => {
     await network.stop().catch(() => {})

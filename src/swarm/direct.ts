@@ -157,9 +157,9 @@ export class DirectTransport {
     const server = net.createServer((socket) => this.accept(socket))
     this.server = server
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
+      server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on TCP port ${this.opts.listen}: ${err.code ?? err.message}`)))
       server.listen(this.opts.listen ?? 0, this.opts.bind ?? undefined, () => {
-        server.off('error', reject)
+        server.removeAllListeners('error')
         resolve()
       })
     })

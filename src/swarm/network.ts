@@ -7,6 +7,7 @@ import Corestore from 'corestore'
 import crypto from 'hypercore-crypto'
 import { DirectTransport, KeyPair, Via } from './direct'
 import { LanDiscovery } from './lan'
+import { FolderRelay, relayKeyPair } from './relay'
 import { FolderKeys } from '../secrets'
 import { Certificate } from '../model/certificates'
 import { MembershipChannel } from './membership'
@@ -24,6 +25,7 @@ export interface HostPort { host: string; port: number }
 export interface Discovery {
   dht: boolean // false: no DHT node at all (known hosts and the LAN only)
   lan: boolean // announce and find peers on the local network
+  forceRelay: boolean // reach DHT peers through the folder's relay even when holepunching works
   listen: number | null // TCP port for direct connections; null: none (an ephemeral one if lan)
   peers: HostPort[] // known hosts, dialed directly and kept connected
 }
@@ -31,6 +33,7 @@ export interface Discovery {
 export interface NetworkOptions extends Discovery {
   bootstrap: HostPort[] | null // null: the public DHT
   bind: string | null
+  relay?: boolean // serve as the folder's relay (a seed)
 }
 
 export interface PeerStatus {
@@ -89,6 +92,11 @@ export class FolderNetwork {
   private readonly dht: HyperDHT | null = null
   private readonly direct: DirectTransport
   private lan: LanDiscovery | null = null
+  private relay: FolderRelay | null = null
+  // The host of the folder's relay: a DHT connection coming from there was relayed (the
+  // relay opens a new port for every stream it relays, so the port tells nothing).
+  private readonly relayHosts = new Set<string>()
+  private probingRelay = false
   private readonly peers = new Map<PeerConnection, Peer>()
   private readonly byKey = new Map<string, Peer>()
   // Remote keys that connected and failed the folder proof: never connected to again.
@@ -102,16 +110,22 @@ export class FolderNetwork {
     private readonly log: (message: string) => void = () => {}
   ) {
     if (opts.dht) {
-      this.dht = new HyperDHT({
-        ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
-        ...(opts.bind ? { host: opts.bind } : {}),
-        // A node bound to loopback is reachable by every peer that can reach it at all;
-        // left "firewalled", hyperdht tries to holepunch over loopback and the first
-        // connection stalls until its 15 s timeout (measured here).
-        ...(opts.bind && isLoopback(opts.bind) ? { firewalled: false } : {})
+      this.dht = createDht(opts)
+      const relayKey = relayKeyPair(keys.topic).publicKey
+      this.swarm = new Hyperswarm({
+        dht: this.dht,
+        keyPair: this.keyPair,
+        firewall: (key) => this.refuseFromDht(key),
+        // Hyperswarm asks with force=true once holepunching failed.
+        relayThrough: (force) => {
+          if (!force && !opts.forceRelay) return null
+          this.learnRelayAddress(relayKey)
+          return relayKey
+        }
       })
-      this.swarm = new Hyperswarm({ dht: this.dht, keyPair: this.keyPair, firewall: (key) => this.refuseFromDht(key) })
       this.swarm.on('connection', (conn, info) => this.onConnection(conn, 'dht', dhtAddress(conn), info))
+      // On a DHT node of its own, so that connections relayed through it are told apart by address.
+      if (opts.relay) this.relay = new FolderRelay(createDht(opts), keys.topic, log)
     }
     const listen = opts.listen ?? (opts.lan ? 0 : null)
     this.direct = new DirectTransport(this.keyPair, { listen, bind: opts.bind, announcedOnLan: (host) => !!this.lan?.heard(host) }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
@@ -128,11 +142,29 @@ export class FolderNetwork {
       this.lan = new LanDiscovery(this.keys.topic, port, (address) => this.direct.dial(address, 'lan'), this.log)
       await this.lan.start()
     }
+    await this.relay?.start()
     this.swarm?.join(this.keys.topic, { server: true, client: true })
   }
 
+  /** Connects to the relay once, to learn its address (hyperdht does not say which connections it relayed). */
+  private learnRelayAddress(relayKey: Buffer): void {
+    if (this.relayHosts.size > 0 || this.probingRelay || !this.dht) return
+    this.probingRelay = true
+    const probe = this.dht.connect(relayKey)
+    probe.on('error', (err) => this.log(`relay probe: ${err.message}`))
+    probe.on('open', () => {
+      if (probe.rawStream) this.relayHosts.add(probe.rawStream.remoteHost)
+      this.log(`the folder's relay is on ${[...this.relayHosts].join(', ')}`)
+      probe.destroy()
+    })
+    probe.on('close', () => { this.probingRelay = false })
+  }
+
   peerList(): PeerStatus[] {
-    return [...this.peers.values()].filter((p) => !p.retiring).map((p) => p.status)
+    return [...this.peers.values()].filter((p) => !p.retiring).map((p) => ({
+      ...p.status,
+      via: p.status.via === 'dht' && this.relayHosts.has(hostOf(p.status.address)) ? 'relay' : p.status.via
+    }))
   }
 
   /** Hyperswarm asks before every connection: not to denied keys, nor to peers already connected directly. */
@@ -224,14 +256,30 @@ export class FolderNetwork {
 
   async stop(): Promise<void> {
     this.lan?.stop()
+    await this.relay?.stop()
     await this.direct.stop()
     await this.swarm?.destroy()
     await this.dht?.destroy()
   }
 }
 
+function createDht(opts: NetworkOptions): HyperDHT {
+  return new HyperDHT({
+    ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
+    ...(opts.bind ? { host: opts.bind } : {}),
+    // A node bound to loopback is reachable by every peer that can reach it at all;
+    // left "firewalled", hyperdht tries to holepunch over loopback and the first
+    // connection stalls until its 15 s timeout (measured here).
+    ...(opts.bind && isLoopback(opts.bind) ? { firewalled: false } : {})
+  })
+}
+
 function dialerKey(conn: PeerConnection): Buffer {
   return conn.isInitiator ? conn.publicKey : conn.remotePublicKey
+}
+
+function hostOf(address: string): string {
+  return address.slice(0, address.lastIndexOf(':'))
 }
 
 function dhtAddress(conn: Hyperswarm.Connection): string {

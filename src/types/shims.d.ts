@@ -123,7 +123,8 @@ declare module 'hyperswarm' {
     destroy(err?: Error): void
   }
   class Hyperswarm extends EventEmitter {
-    constructor(opts?: { dht?: unknown; keyPair?: unknown; maxPeers?: number; firewall?: (key: Buffer) => boolean })
+    constructor(opts?: { dht?: unknown; keyPair?: unknown; maxPeers?: number; firewall?: (key: Buffer) => boolean
+      relayThrough?: (force: boolean) => Buffer | null })
     connections: Set<Connection>
     keyPair: { publicKey: Buffer }
     join(topic: Buffer, opts?: { server?: boolean; client?: boolean }): Discovery
@@ -143,6 +144,23 @@ declare module 'hyperdht' {
     ready(): Promise<void>
     destroy(): Promise<void>
     address(): { host: string; port: number }
+    connect(remotePublicKey: Buffer): HyperDHT.Socket
+    createServer(onconnection: (socket: HyperDHT.Socket) => void): HyperDHT.Server
+    createRawStream(opts?: Record<string, unknown>): unknown
+  }
+  namespace HyperDHT {
+    interface Socket {
+      remotePublicKey: Buffer
+      rawStream: { remoteHost: string; remotePort: number } | null
+      on(event: 'open' | 'close', listener: () => void): Socket
+      on(event: 'error', listener: (err: Error) => void): Socket
+      destroy(): void
+    }
+    interface Server {
+      publicKey: Buffer
+      listen(keyPair: { publicKey: Buffer; secretKey: Buffer }): Promise<void>
+      close(): Promise<void>
+    }
   }
   export = HyperDHT
 }
@@ -222,4 +240,14 @@ declare module '@hyperswarm/secret-stream' {
     destroy(err?: Error): void
   }
   export = NoiseSecretStream
+}
+
+declare module 'blind-relay' {
+  import { EventEmitter } from 'events'
+  interface Session extends EventEmitter {}
+  export class Server extends EventEmitter {
+    constructor(opts: { createStream(opts: Record<string, unknown>): unknown })
+    accept(stream: unknown, opts: { id: Buffer }): Session
+    close(): Promise<void>
+  }
 }
