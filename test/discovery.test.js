@@ -215,3 +215,15 @@ test('relayed connections: devices that cannot reach each other connect through 
   await b.waitForContent('relayed.txt', 'through the relay', 60000)
   t.pass('a file travels from A to B')
 })
+
+test('LAN tags rotate and differ per folder; -o peer= options add up', async (t) => {
+  const { lanTag } = require(path.join(ROOT, 'dist', 'swarm', 'lan'))
+  const { parseMountOptions } = require(path.join(ROOT, 'dist', 'cli', 'mount-options'))
+  const topic = Buffer.alloc(32, 1)
+  t.is(lanTag(topic, 7).length, 32, 'a tag is 32 bytes')
+  t.alike(lanTag(topic, 7), lanTag(topic, 7), 'the same folder and window give the same tag')
+  t.unlike(lanTag(topic, 7), lanTag(topic, 8), 'the next window gives another tag')
+  t.unlike(lanTag(topic, 7), lanTag(Buffer.alloc(32, 2), 7), 'another folder gives another tag')
+  t.alike(parseMountOptions('no_dht,no_lan,peer=a:1,peer=b:2,listen=7070,force_relay'),
+    { 'no-dht': true, 'no-lan': true, peer: 'a:1,b:2', listen: '7070', 'force-relay': true }, 'mount options map to flags')
+})

@@ -133,8 +133,6 @@ class Dialer {
 export interface DirectOptions {
   listen: number | null // TCP port to accept connections on; 0: any free port; null: none
   bind: string | null
-  /** Whether a host announced this folder on the LAN: connections from it count as found there. */
-  announcedOnLan: (host: string) => boolean
 }
 
 export class DirectTransport {
@@ -175,8 +173,7 @@ export class DirectTransport {
   private accept(socket: net.Socket): void {
     const host = (socket.remoteAddress ?? '').replace(/^::ffff:/, '')
     const from = host && socket.remotePort ? formatAddress({ host, port: socket.remotePort }) : 'unknown'
-    const via = this.opts.announcedOnLan(host) ? 'lan' : 'direct'
-    const stream = secure(socket, false, this.keyPair, (s) => this.onStream(s, via, from))
+    const stream = secure(socket, false, this.keyPair, (s) => this.onStream(s, 'direct', from))
     this.track(stream)
   }
 

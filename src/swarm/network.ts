@@ -125,10 +125,11 @@ export class FolderNetwork {
       })
       this.swarm.on('connection', (conn, info) => this.onConnection(conn, 'dht', dhtAddress(conn), info))
       // On a DHT node of its own, so that connections relayed through it are told apart by address.
-      if (opts.relay) this.relay = new FolderRelay(createDht(opts), keys.topic, log)
+      // A relay is only useful where everyone reaches it, so it never waits to learn that.
+      if (opts.relay) this.relay = new FolderRelay(createDht(opts, { firewalled: false }), keys.topic, log)
     }
     const listen = opts.listen ?? (opts.lan ? 0 : null)
-    this.direct = new DirectTransport(this.keyPair, { listen, bind: opts.bind, announcedOnLan: (host) => !!this.lan?.heard(host) }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
+    this.direct = new DirectTransport(this.keyPair, { listen, bind: opts.bind }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
     folder.on('member', (cert: Certificate) => {
       for (const peer of this.peers.values()) peer.channel.announce([cert])
     })
@@ -161,10 +162,19 @@ export class FolderNetwork {
   }
 
   peerList(): PeerStatus[] {
-    return [...this.peers.values()].filter((p) => !p.retiring).map((p) => ({
-      ...p.status,
-      via: p.status.via === 'dht' && this.relayHosts.has(hostOf(p.status.address)) ? 'relay' : p.status.via
-    }))
+    return [...this.peers.values()].filter((p) => !p.retiring).map((p) => ({ ...p.status, via: this.foundBy(p) }))
+  }
+
+  /**
+   * Decided when asked, since what tells it may come later: a connection we accepted
+   * counts as found on the LAN if its host announces the folder there, and one from the
+   * relay's host as relayed (hyperdht does not say which connections it relayed).
+   */
+  private foundBy(peer: Peer): Via {
+    const { via, address } = peer.status
+    if (via === 'direct' && !peer.conn.isInitiator && this.lan?.heard(hostOf(address))) return 'lan'
+    if (via === 'dht' && this.relayHosts.has(hostOf(address))) return 'relay'
+    return via
   }
 
   /** Hyperswarm asks before every connection: not to denied keys, nor to peers already connected directly. */
@@ -263,14 +273,15 @@ export class FolderNetwork {
   }
 }
 
-function createDht(opts: NetworkOptions): HyperDHT {
+function createDht(opts: NetworkOptions, extra: { firewalled?: boolean } = {}): HyperDHT {
   return new HyperDHT({
     ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
     ...(opts.bind ? { host: opts.bind } : {}),
     // A node bound to loopback is reachable by every peer that can reach it at all;
     // left "firewalled", hyperdht tries to holepunch over loopback and the first
     // connection stalls until its 15 s timeout (measured here).
-    ...(opts.bind && isLoopback(opts.bind) ? { firewalled: false } : {})
+    ...(opts.bind && isLoopback(opts.bind) ? { firewalled: false } : {}),
+    ...extra
   })
 }
 
