@@ -124,8 +124,8 @@ export class FolderNetwork {
         }
       })
       this.swarm.on('connection', (conn, info) => this.onConnection(conn, 'dht', dhtAddress(conn), info))
-      // On a DHT node of its own, so that connections relayed through it are told apart by address.
-      // A relay is only useful where everyone reaches it, so it never waits to learn that.
+      // On a DHT node of its own, serving under the folder's relay key pair. A relay is only
+      // useful where everyone reaches it, so it never waits to learn that.
       if (opts.relay) this.relay = new FolderRelay(createDht(opts, { firewalled: false }), keys.topic, log)
     }
     const listen = opts.listen ?? (opts.lan ? 0 : null)
