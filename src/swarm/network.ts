@@ -116,11 +116,12 @@ export class FolderNetwork {
         dht: this.dht,
         keyPair: this.keyPair,
         firewall: (key) => this.refuseFromDht(key),
-        // Hyperswarm asks with force=true once holepunching failed.
+        // Hyperswarm asks with force=true once holepunching failed. The key is offered only
+        // once the relay answered, so that devices without one never wait on it.
         relayThrough: (force) => {
           if (!force && !opts.forceRelay) return null
           this.learnRelayAddress(relayKey)
-          return relayKey
+          return opts.forceRelay || this.relayHosts.size > 0 ? relayKey : null
         }
       })
       this.swarm.on('connection', (conn, info) => this.onConnection(conn, 'dht', dhtAddress(conn), info))
