@@ -75,6 +75,16 @@ function cleanup () {
   }
   const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(runDir))
   for (const m of mounts) try { execFileSync('fusermount', ['-uz', m]) } catch {}
+  // Network namespaces the discovery tests made (their processes first, by PID).
+  const netns = path.join(runDir, 'netns')
+  for (const ns of fs.existsSync(netns) ? fs.readFileSync(netns, 'utf8').split('\n').filter(Boolean) : []) {
+    try {
+      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter(Boolean)) {
+        try { process.kill(Number(pid), 'SIGKILL') } catch {}
+      }
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
+    } catch {}
+  }
   fs.rmSync(runDir, { recursive: true, force: true })
 }
 

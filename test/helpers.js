@@ -24,6 +24,8 @@ function baseEnv (bootstrap) {
     ...process.env,
     TSYNCFS_BOOTSTRAP: bootstrap,
     TSYNCFS_BIND: '127.0.0.1',
+    // LAN discovery multicasts: only ever on in network namespaces a test made.
+    TSYNCFS_LAN: '0',
     TSYNCFS_RUNTIME_DIR: path.join(RUN_DIR, 'run')
   }
 }
@@ -60,20 +62,40 @@ async function waitFor (fn, { timeout = 30000, interval = 100, message = 'condit
 let deviceCount = 0
 
 class Device {
-  constructor (t, bootstrap, name) {
+  /**
+   * `host`: a network namespace from makeLan; the device's daemon then lives there. It is
+   * entered with nsenter, not `ip netns exec`, which would also give the daemon a mount
+   * namespace of its own and hide its FUSE mount from everyone else.
+   */
+  constructor (t, bootstrap, name, host = null) {
     this.t = t
     this.name = name || `dev${deviceCount}`
     this.dir = path.join(RUN_DIR, `${process.pid}-${deviceCount++}-${this.name}`)
     this.mnt = path.join(this.dir, 'mnt')
     this.dataDir = path.join(this.dir, 'data')
+    this.host = host
     this.env = baseEnv(bootstrap)
+    if (host) {
+      // Real interfaces, and never the public DHT even by mistake (nothing listens there).
+      this.env.TSYNCFS_BIND = ''
+      if (!bootstrap) this.env.TSYNCFS_BOOTSTRAP = '127.0.0.1:9'
+    }
     fs.mkdirSync(this.mnt, { recursive: true })
     t.teardown(() => this.cleanup())
   }
 
-  /** bin/tsyncfs with this device's environment. */
+  /** bin/tsyncfs with this device's environment (inside its namespace, if it has one). */
   cli (args, opts = {}) {
+    if (this.host) return exec('nsenter', [`--net=/run/netns/${this.host.ns}`, process.execPath, BIN, ...args], { env: this.env, ...opts })
     return exec(process.execPath, [BIN, ...args], { env: this.env, ...opts })
+  }
+
+  /** This device's daemon log. */
+  log () {
+    const dirs = fs.existsSync(this.dataDir) ? fs.readdirSync(this.dataDir) : []
+    return dirs.map((d) => {
+      try { return fs.readFileSync(path.join(this.dataDir, d, 'daemon.log'), 'utf8') } catch { return '' }
+    }).join('')
   }
 
   async mount (secret, extra = []) {
@@ -170,4 +192,63 @@ async function newSecret () {
   return res.stdout.trim()
 }
 
-module.exports = { alive, folderWith, ROOT, BIN, RUN_DIR, startTestnet, Device, exec, sh, waitFor, randomBytes, newSecret, baseEnv }
+let lanCount = 0
+
+/** Runs `ip` and throws on failure. */
+async function ip (args) {
+  const res = await exec('ip', args)
+  if (res.code !== 0) throw new Error(`ip ${args.join(' ')}: ${res.stderr}`)
+  return res.stdout
+}
+
+/**
+ * `count` hosts on one Ethernet segment: a network namespace each (10.77.X.i/24 on eth0,
+ * lo up, no other route), joined by a bridge in a namespace of its own. Everything is
+ * deleted at teardown, processes left inside killed by PID; the names are also written to
+ * RUN_DIR/netns so the test runner can clean up after a crash.
+ */
+async function makeLan (t, count, { join = [] } = {}) {
+  const id = lanCount++
+  const tag = `tsd${process.pid % 100000}n${id}`
+  const sw = `${tag}sw`
+  const hosts = Array.from({ length: count }, (_, i) => ({ ns: `${tag}h${i}`, ip: `10.77.${id}.${i + 1}` }))
+  const all = [sw, ...hosts.map((h) => h.ns)]
+  // Hosts of another segment that get a second interface on this one (a router without forwarding).
+  const joined = join.map((h, j) => ({ ns: h.ns, ip: `10.77.${id}.${count + j + 1}`, dev: `eth${id}`, existing: true }))
+  fs.mkdirSync(RUN_DIR, { recursive: true })
+  fs.appendFileSync(path.join(RUN_DIR, 'netns'), all.join('\n') + '\n')
+  t.teardown(() => deleteNamespaces(all), { order: Infinity })
+  await ip(['netns', 'add', sw])
+  await ip(['-n', sw, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0'])
+  await ip(['-n', sw, 'link', 'set', 'br0', 'up'])
+  for (const [i, h] of [...hosts, ...joined].entries()) {
+    const dev = h.dev || 'eth0'
+    if (!h.existing) await ip(['netns', 'add', h.ns])
+    await ip(['-n', sw, 'link', 'add', `p${i}`, 'type', 'veth', 'peer', 'name', dev, 'netns', h.ns])
+    await ip(['-n', sw, 'link', 'set', `p${i}`, 'master', 'br0', 'up'])
+    await ip(['-n', h.ns, 'addr', 'add', `${h.ip}/24`, 'dev', dev])
+    await ip(['-n', h.ns, 'link', 'set', dev, 'up'])
+    await ip(['-n', h.ns, 'link', 'set', 'lo', 'up'])
+  }
+  return [...hosts, ...joined]
+}
+
+async function deleteNamespaces (names) {
+  for (const ns of names) {
+    const pids = (await exec('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(Boolean).map(Number)
+    for (const pid of pids) try { process.kill(pid, 'SIGKILL') } catch {}
+    await exec('ip', ['netns', 'del', ns])
+  }
+}
+
+/** Starts a long-running command inside a namespace; killed by PID at teardown. */
+function spawnIn (t, host, file, args, opts = {}) {
+  const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts })
+  child.output = ''
+  child.stdout.on('data', (d) => { child.output += d })
+  child.stderr.on('data', (d) => { child.output += d })
+  t.teardown(() => { try { child.kill('SIGKILL') } catch {} })
+  return child
+}
+
+module.exports = { makeLan, spawnIn, deleteNamespaces, alive, folderWith, ROOT, BIN, RUN_DIR, startTestnet, Device, exec, sh, waitFor, randomBytes, newSecret, baseEnv }

@@ -14,6 +14,7 @@ import { checkFuseDevice, detach, isTsyncfsMount, loadFuse, prepareMountpoint } 
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
 import { fromHelperForm } from './mount-options'
+import { DISCOVERY_FLAGS, DISCOVERY_USAGE, discoveryConfig } from './discovery-options'
 import { parseSize } from '../cache/block-cache'
 
 interface Command {
@@ -25,7 +26,8 @@ interface Command {
 const MOUNT_FLAGS: FlagSpec = {
   'data-dir': 'string', bootstrap: 'string', bind: 'string', foreground: 'boolean',
   'read-timeout': 'string', 'allow-other': 'boolean', ro: 'boolean',
-  uid: 'string', gid: 'string', umask: 'string', 'cache-size': 'string', 'keep-all': 'boolean', help: 'boolean'
+  uid: 'string', gid: 'string', umask: 'string', 'cache-size': 'string', 'keep-all': 'boolean', help: 'boolean',
+  ...DISCOVERY_FLAGS
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -54,6 +56,7 @@ const COMMANDS: Record<string, Command> = {
       '                        default $XDG_DATA_HOME/tsyncfs)',
       '  --bootstrap H:P[,..]  DHT bootstrap nodes (env TSYNCFS_BOOTSTRAP; default: public DHT)',
       '  --bind HOST           address to bind the DHT socket to (env TSYNCFS_BIND)',
+      ...DISCOVERY_USAGE,
       '  --read-timeout SEC    how long a read waits for a peer before EIO (default 60)',
       '  --allow-other         let other users access the mount',
       '  --ro                  mount read-only, even with a read-write secret',
@@ -105,15 +108,17 @@ const COMMANDS: Record<string, Command> = {
   },
   seed: {
     usage: [
-      'tsyncfs seed <secret|secret-file> [--data-dir DIR] [--bootstrap H:P,..] [--bind HOST]',
+      'tsyncfs seed <secret|secret-file> [--data-dir DIR] [--bootstrap H:P,..] [--bind HOST] [--relay] [discovery options]',
       '  Keeps a full replica of the folder and serves it, without mounting, until stopped.',
-      '  Any kind of secret works; with the encrypted one the replica stays ciphertext.'
+      '  Any kind of secret works; with the encrypted one the replica stays ciphertext.',
+      '  --relay               also relay (blindly) between devices of the folder that cannot holepunch',
+      ...DISCOVERY_USAGE
     ].join('\n'),
-    flags: { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean' },
+    flags: { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean', relay: 'boolean', ...DISCOVERY_FLAGS },
     async run({ positionals, flags }) {
       if (positionals.length !== 1) throw new UserError('usage: tsyncfs seed <secret> (see --help)', 2)
       const keys = await readSecret(positionals[0])
-      const stop = await runSeed(keys, commonConfig(flags), makeLogger())
+      const stop = await runSeed(keys, { ...commonConfig(flags), relay: flags.relay === true }, makeLogger())
       console.log(`seeding ${keys.folderId} (${keys.kind})`)
       const exit = () => stop().then(() => process.exit(0), () => process.exit(1))
       process.on('SIGTERM', exit)
@@ -227,7 +232,7 @@ async function readSecret(arg: string | undefined): Promise<FolderKeys> {
 // --- mount ---
 
 /** The network and storage options shared by mount and seed. */
-function commonConfig(flags: Record<string, string | boolean>): SeedConfig {
+function commonConfig(flags: Record<string, string | boolean>): Omit<SeedConfig, 'relay'> {
   const str = (name: string, env: string): string | null => {
     const value = flags[name] ?? process.env[env]
     return typeof value === 'string' && value !== '' ? value : null
@@ -242,7 +247,8 @@ function commonConfig(flags: Record<string, string | boolean>): SeedConfig {
   return {
     dataDir: path.resolve(str('data-dir', 'TSYNCFS_DATA_DIR') ?? defaultDataDir()),
     bootstrap: peers,
-    bind: str('bind', 'TSYNCFS_BIND')
+    bind: str('bind', 'TSYNCFS_BIND'),
+    discovery: discoveryConfig(flags)
   }
 }
 
@@ -380,7 +386,7 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<void> {
 
 interface StatusResult {
   folderId: string; kind: string; mountpoint: string; device: string | null; members: number
-  peers: Array<{ id: string; address: string; verified: boolean }>
+  peers: Array<{ id: string; address: string; via?: string; verified: boolean }>
   files: number; dirs: number; conflicts: number; bytesTotal: number; bytesLocal: number
 }
 
@@ -390,7 +396,7 @@ function formatStatus(s: StatusResult): string {
     `mount      ${s.mountpoint}`,
     `device     ${s.device ?? '(read-only)'}`,
     `members    ${s.members}`,
-    `peers      ${s.peers.length}${s.peers.map((p) => `\n  ${p.id} ${p.address}${p.verified ? '' : ' (unverified)'}`).join('')}`,
+    `peers      ${s.peers.length}${s.peers.map((p) => `\n  ${p.id} ${(p.via ?? '').padEnd(6)} ${p.address}${p.verified ? '' : ' (unverified)'}`).join('')}`,
     `files      ${s.files} in ${s.dirs} directories, ${s.conflicts} conflicts`,
     `bytes      ${formatBytes(s.bytesLocal)} local of ${formatBytes(s.bytesTotal)}`
   ].join('\n')

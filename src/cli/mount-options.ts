@@ -8,7 +8,8 @@ const IGNORED = new Set(['defaults', 'rw', 'auto', 'noauto', 'user', 'users', 'n
 const KEYS: Record<string, string> = {
   data_dir: 'data-dir', bootstrap: 'bootstrap', bind: 'bind', read_timeout: 'read-timeout',
   uid: 'uid', gid: 'gid', umask: 'umask', ro: 'ro', allow_other: 'allow-other', foreground: 'foreground',
-  cache_size: 'cache-size', keep_all: 'keep-all'
+  cache_size: 'cache-size', keep_all: 'keep-all',
+  no_dht: 'no-dht', no_lan: 'no-lan', lan: 'lan', peer: 'peer', listen: 'listen', force_relay: 'force-relay'
 }
 
 export function parseMountOptions(text: string): Record<string, string | boolean> {
@@ -19,7 +20,9 @@ export function parseMountOptions(text: string): Record<string, string | boolean
     if (IGNORED.has(key) || key.startsWith('x-') || key.startsWith('comment=')) continue
     const flag = KEYS[key]
     if (!flag) throw new UserError(`unknown mount option "${key}"`, 2)
-    flags[flag] = eq === -1 ? true : item.slice(eq + 1)
+    const value = eq === -1 ? true : item.slice(eq + 1)
+    // peer=A:1,peer=B:2: commas separate options, so known hosts are given one per option.
+    flags[flag] = flag === 'peer' && typeof flags.peer === 'string' && typeof value === 'string' ? `${flags.peer},${value}` : value
   }
   return flags
 }

@@ -7,7 +7,7 @@ import Corestore from 'corestore'
 import Hypercore from 'hypercore'
 import { FolderKeys } from '../secrets'
 import { Folder } from '../model/folder'
-import { FolderNetwork, HostPort } from '../swarm/network'
+import { Discovery, FolderNetwork, HostPort } from '../swarm/network'
 import { FolderMount, checkFuseDevice, fuseNativePatched, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { folderDir } from './paths'
@@ -21,6 +21,7 @@ export interface DaemonConfig {
   dataDir: string
   bootstrap: HostPort[] | null
   bind: string | null
+  discovery: Discovery
   readTimeoutSec: number
   allowOther: boolean
   readOnly: boolean // mount read-only even with a read-write secret
@@ -113,7 +114,7 @@ export class Daemon {
     this.folder.on('warning', (err: Error) => log(`warning: ${err.message}`))
     this.folder.on('member', () => log('a new member joined the folder'))
     await this.folder.open()
-    this.network = new FolderNetwork(keys, this.store, this.folder, { bootstrap: config.bootstrap, bind: config.bind }, log)
+    this.network = new FolderNetwork(keys, this.store, this.folder, { bootstrap: config.bootstrap, bind: config.bind, ...config.discovery }, log)
     await this.network.start()
     this.fuseMount = new FolderMount(this.folder, {
       mountpoint: this.mountpoint, dataDir: this.dir, fsName: `tsyncfs:${keys.folderId}`,

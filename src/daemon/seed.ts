@@ -4,13 +4,15 @@ import path from 'path'
 import Corestore from 'corestore'
 import { FolderKeys } from '../secrets'
 import { Replica } from '../swarm/replica'
-import { FolderNetwork, HostPort } from '../swarm/network'
+import { Discovery, FolderNetwork, HostPort } from '../swarm/network'
 import { Logger, lockFolderDir, prepareFolderDir } from './daemon'
 
 export interface SeedConfig {
   dataDir: string
   bootstrap: HostPort[] | null
   bind: string | null
+  discovery: Discovery
+  relay: boolean // also relay for the folder's devices that cannot holepunch
 }
 
 export async function runSeed(keys: FolderKeys, config: SeedConfig, log: Logger): Promise<() => Promise<void>> {
@@ -21,7 +23,7 @@ export async function runSeed(keys: FolderKeys, config: SeedConfig, log: Logger)
   replica.on('warning', (err: Error) => log(`warning: ${err.message}`))
   replica.on('member', () => log(`seeding ${replica.allCertificates().length} member(s)`))
   await replica.open()
-  const network = new FolderNetwork(keys, store, replica, { bootstrap: config.bootstrap, bind: config.bind }, log)
+  const network = new FolderNetwork(keys, store, replica, { bootstrap: config.bootstrap, bind: config.bind, ...config.discovery, relay: config.relay }, log)
   await network.start()
   return async () => {
     await network.stop().catch(() => {})

@@ -9,6 +9,7 @@ import { Certificate, CertificateJson, fromJson, toJson } from '../model/certifi
 export interface MembershipPeer {
   connection: { publicKey: Buffer; remotePublicKey: Buffer; handshakeHash: Buffer; destroy(err?: Error): void }
   onVerified(): void
+  onFailed(): void // called before the connection is destroyed for a wrong proof
   onCertificate(cert: Certificate): void
 }
 
@@ -30,6 +31,7 @@ export class MembershipChannel {
       handshake: c.buffer,
       onopen: (remoteProof: Buffer) => {
         if (!remoteProof || !remoteProof.equals(proof(keys, conn.handshakeHash, conn.remotePublicKey))) {
+          peer.onFailed()
           conn.destroy(new Error('peer failed the folder proof'))
           return
         }

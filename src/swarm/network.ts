@@ -1,8 +1,13 @@
-// Finding peers and replicating with them: one hyperswarm topic per folder, every
-// connection replicates the whole corestore and runs the membership channel.
+// Finding peers and replicating with them: one hyperswarm topic per folder, plus direct
+// TCP connections to known hosts and to peers found on the LAN. Every connection, however
+// found, replicates the whole corestore and runs the membership channel.
 import Hyperswarm from 'hyperswarm'
 import HyperDHT from 'hyperdht'
 import Corestore from 'corestore'
+import crypto from 'hypercore-crypto'
+import { DirectTransport, KeyPair, Via } from './direct'
+import { LanDiscovery } from './lan'
+import { FolderRelay, relayKeyPair } from './relay'
 import { FolderKeys } from '../secrets'
 import { Certificate } from '../model/certificates'
 import { MembershipChannel } from './membership'
@@ -16,14 +21,25 @@ export interface MemberDirectory {
 
 export interface HostPort { host: string; port: number }
 
-export interface NetworkOptions {
+/** Which ways of finding peers are on. */
+export interface Discovery {
+  dht: boolean // false: no DHT node at all (known hosts and the LAN only)
+  lan: boolean // announce and find peers on the local network
+  forceRelay: boolean // reach DHT peers through the folder's relay even when holepunching works
+  listen: number | null // TCP port for direct connections; null: none (an ephemeral one if lan)
+  peers: HostPort[] // known hosts, dialed directly and kept connected
+}
+
+export interface NetworkOptions extends Discovery {
   bootstrap: HostPort[] | null // null: the public DHT
   bind: string | null
+  relay?: boolean // serve as the folder's relay (a seed)
 }
 
 export interface PeerStatus {
   id: string
   address: string
+  via: Via // how the connection came to be: dht, lan, direct (a known host or --listen), relay
   verified: boolean
   since: number
 }
@@ -42,71 +58,243 @@ function isLoopback(host: string): boolean {
   return host.startsWith('127.') || host === '::1' || host === 'localhost'
 }
 
-interface Peer { channel: MembershipChannel; status: PeerStatus }
+/** What both a hyperswarm connection and a direct one offer. */
+export interface PeerConnection {
+  publicKey: Buffer
+  remotePublicKey: Buffer
+  handshakeHash: Buffer
+  isInitiator: boolean
+  destroy(err?: Error): void
+  on(event: 'close', listener: () => void): unknown
+  on(event: 'error', listener: (err: Error) => void): unknown
+}
+
+interface Peer {
+  conn: PeerConnection
+  retiring: boolean // a duplicate, closed soon
+  channel: MembershipChannel
+  status: PeerStatus
+  reject(reason: string): void
+}
+
+// A peer that has not proved it holds the folder by then is dropped: a device of another
+// folder never opens our membership channel at all, so it would never fail the proof. The
+// side that dialed directly gives up first, so it is the one that learns to stop dialing.
+const PROOF_TIMEOUT_MS = 15000
+const DIALER_PROOF_TIMEOUT_MS = 10000
+const DUPLICATE_GRACE_MS = 5000
+
+const hex = (key: Buffer): string => key.toString('hex')
 
 export class FolderNetwork {
-  private readonly swarm: Hyperswarm
-  private readonly dht: HyperDHT
-  private readonly peers = new Map<Hyperswarm.Connection, Peer>()
+  private readonly keyPair: KeyPair = crypto.keyPair()
+  private readonly swarm: Hyperswarm | null = null
+  private readonly dht: HyperDHT | null = null
+  private readonly direct: DirectTransport
+  private lan: LanDiscovery | null = null
+  private relay: FolderRelay | null = null
+  // The host of the folder's relay: a DHT connection coming from there was relayed (the
+  // relay opens a new port for every stream it relays, so the port tells nothing).
+  private readonly relayHosts = new Set<string>()
+  private probingRelay = false
+  private readonly peers = new Map<PeerConnection, Peer>()
+  private readonly byKey = new Map<string, Peer>()
+  // Remote keys that connected and failed the folder proof: never connected to again.
+  private readonly denied = new Set<string>()
 
   constructor(
     private readonly keys: FolderKeys,
     private readonly store: Corestore,
     private readonly folder: MemberDirectory,
-    opts: NetworkOptions,
+    private readonly opts: NetworkOptions,
     private readonly log: (message: string) => void = () => {}
   ) {
-    this.dht = new HyperDHT({
-      ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
-      ...(opts.bind ? { host: opts.bind } : {}),
-      // A node bound to loopback is reachable by every peer that can reach it at all;
-      // left "firewalled", hyperdht tries to holepunch over loopback and the first
-      // connection stalls until its 15 s timeout (measured here).
-      ...(opts.bind && isLoopback(opts.bind) ? { firewalled: false } : {})
-    })
-    this.swarm = new Hyperswarm({ dht: this.dht })
-    this.swarm.on('connection', (conn, info) => this.onConnection(conn, info))
+    if (opts.dht) {
+      this.dht = createDht(opts)
+      const relayKey = relayKeyPair(keys.topic).publicKey
+      this.swarm = new Hyperswarm({
+        dht: this.dht,
+        keyPair: this.keyPair,
+        firewall: (key) => this.refuseFromDht(key),
+        // Hyperswarm asks with force=true once holepunching failed. The key is offered only
+        // once the relay answered, so that devices without one never wait on it.
+        relayThrough: (force) => {
+          if (!force && !opts.forceRelay) return null
+          this.learnRelayAddress(relayKey)
+          return opts.forceRelay || this.relayHosts.size > 0 ? relayKey : null
+        }
+      })
+      this.swarm.on('connection', (conn, info) => this.onConnection(conn, 'dht', dhtAddress(conn), info))
+      // On a DHT node of its own, serving under the folder's relay key pair. A relay is only
+      // useful where everyone reaches it, so it never waits to learn that.
+      if (opts.relay) this.relay = new FolderRelay(createDht(opts, { firewalled: false }), keys.topic, log)
+    }
+    const listen = opts.listen ?? (opts.lan ? 0 : null)
+    this.direct = new DirectTransport(this.keyPair, { listen, bind: opts.bind }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
     folder.on('member', (cert: Certificate) => {
       for (const peer of this.peers.values()) peer.channel.announce([cert])
     })
   }
 
   async start(): Promise<void> {
-    this.swarm.join(this.keys.topic, { server: true, client: true })
+    const port = await this.direct.start()
+    if (this.opts.listen !== null && port !== null) this.log(`listening for direct connections on port ${port}`)
+    for (const address of this.opts.peers) this.direct.dial(address, 'direct')
+    if (this.opts.lan && port !== null) {
+      this.lan = new LanDiscovery(this.keys.topic, port, (address) => this.direct.dial(address, 'lan'), this.log)
+      await this.lan.start()
+    }
+    await this.relay?.start()
+    this.swarm?.join(this.keys.topic, { server: true, client: true })
+  }
+
+  /** Connects to the relay once, to learn its address (hyperdht does not say which connections it relayed). */
+  private learnRelayAddress(relayKey: Buffer): void {
+    if (this.relayHosts.size > 0 || this.probingRelay || !this.dht) return
+    this.probingRelay = true
+    const probe = this.dht.connect(relayKey)
+    probe.on('error', (err) => this.log(`relay probe: ${err.message}`))
+    probe.on('open', () => {
+      if (probe.rawStream) this.relayHosts.add(probe.rawStream.remoteHost)
+      this.log(`the folder's relay is on ${[...this.relayHosts].join(', ')}`)
+      probe.destroy()
+    })
+    probe.on('close', () => { this.probingRelay = false })
   }
 
   peerList(): PeerStatus[] {
-    return [...this.peers.values()].map((p) => p.status)
+    return [...this.peers.values()].filter((p) => !p.retiring).map((p) => ({ ...p.status, via: this.foundBy(p) }))
   }
 
-  private onConnection(conn: Hyperswarm.Connection, _info: Hyperswarm.PeerInfo): void {
+  /**
+   * Decided when asked, since what tells it may come later: a connection we accepted
+   * counts as found on the LAN if its host announces the folder there, and one from the
+   * relay's host as relayed (hyperdht does not say which connections it relayed).
+   */
+  private foundBy(peer: Peer): Via {
+    const { via, address } = peer.status
+    if (via === 'direct' && !peer.conn.isInitiator && this.lan?.heard(hostOf(address))) return 'lan'
+    if (via === 'dht' && this.relayHosts.has(hostOf(address))) return 'relay'
+    return via
+  }
+
+  /** Hyperswarm asks before every connection: not to denied keys, nor to peers already connected directly. */
+  private refuseFromDht(key: Buffer): boolean {
+    const existing = this.byKey.get(hex(key))
+    return this.denied.has(hex(key)) || (!!existing && existing.status.via !== 'dht')
+  }
+
+  /** Takes a connection, or refuses it (false) as denied or a duplicate. */
+  private onConnection(conn: PeerConnection, via: Via, address: string, info: Hyperswarm.PeerInfo | null): boolean {
     conn.on('error', (err: Error) => this.log(`connection error: ${err.message}`))
-    this.store.replicate(conn)
-    const raw = conn.rawStream
-    const status: PeerStatus = {
-      id: conn.remotePublicKey.toString('hex').slice(0, 16),
-      address: raw?.remoteHost ? `${raw.remoteHost}:${raw.remotePort}` : 'unknown',
-      verified: false,
-      since: Date.now()
+    const key = hex(conn.remotePublicKey)
+    if (this.denied.has(key)) {
+      conn.destroy()
+      return false
     }
-    const channel = new MembershipChannel(this.keys, {
-      connection: conn,
-      onVerified: () => {
-        status.verified = true
-        this.log(`peer ${status.id} proved it holds the folder`)
-      },
-      onCertificate: (cert) => { this.folder.addCertificate(cert).catch(() => {}) }
-    }, () => this.folder.allCertificates())
-    this.peers.set(conn, { channel, status })
-    this.log(`peer ${status.id} connected from ${status.address}`)
+    const keep = this.keepAgainstExisting(conn, via)
+    this.store.replicate(conn)
+    const status: PeerStatus = { id: key.slice(0, 16), address, via, verified: false, since: Date.now() }
+    const timeout = via !== 'dht' && conn.isInitiator ? DIALER_PROOF_TIMEOUT_MS : PROOF_TIMEOUT_MS
+    const timer = setTimeout(() => peer.reject('did not prove it holds the folder in time'), timeout)
+    const peer: Peer = {
+      conn,
+      retiring: false,
+      status,
+      channel: new MembershipChannel(this.keys, {
+        connection: conn,
+        onVerified: () => {
+          clearTimeout(timer)
+          status.verified = true
+          this.direct.confirm(conn)
+          this.log(`peer ${status.id} (${via}) proved it holds the folder`)
+        },
+        onFailed: () => peer.reject('failed the folder proof'),
+        onCertificate: (cert) => { this.folder.addCertificate(cert).catch(() => {}) }
+      }, () => this.folder.allCertificates()),
+      reject: (reason) => {
+        clearTimeout(timer)
+        if (this.denied.has(key)) return
+        this.denied.add(key)
+        info?.ban(true)
+        if (via !== 'dht') this.direct.forget(address)
+        this.log(`peer ${status.id} at ${address} (${via}) ${reason}: dropped and not retried`)
+        conn.destroy()
+      }
+    }
+    this.peers.set(conn, peer)
+    if (keep) this.byKey.set(key, peer)
+    else this.retire(peer)
+    this.log(`peer ${status.id} connected (${via}) from ${address}${keep ? '' : ' (a duplicate, closed soon)'}`)
     conn.on('close', () => {
+      clearTimeout(timer)
       this.peers.delete(conn)
+      if (this.byKey.get(key) === peer) this.byKey.delete(key)
       this.log(`peer ${status.id} disconnected`)
     })
+    return keep
+  }
+
+  /**
+   * Closes a duplicate connection after a grace period, not at once: the other side may be
+   * using it already, and a core that was opening while its only stream closed was seen
+   * never to replicate on the stream that remained.
+   */
+  private retire(peer: Peer): void {
+    peer.retiring = true
+    setTimeout(() => peer.conn.destroy(), DUPLICATE_GRACE_MS).unref()
+  }
+
+  /**
+   * One connection per remote device. A direct one beats a DHT one (faster, and its dialer
+   * would otherwise retry); between two direct ones, both sides keep the one dialed by the
+   * smaller public key, so they agree without talking.
+   */
+  private keepAgainstExisting(conn: PeerConnection, via: Via): boolean {
+    const existing = this.byKey.get(hex(conn.remotePublicKey))
+    if (!existing) return true
+    const isDirect = (v: Via): boolean => v === 'direct' || v === 'lan'
+    let keepNew: boolean
+    if (isDirect(via) !== isDirect(existing.status.via)) keepNew = isDirect(via)
+    else if (isDirect(via)) keepNew = dialerKey(conn).compare(dialerKey(existing.conn)) < 0
+    else keepNew = false
+    if (keepNew) {
+      this.byKey.delete(hex(conn.remotePublicKey))
+      this.retire(existing)
+    }
+    return keepNew
   }
 
   async stop(): Promise<void> {
-    await this.swarm.destroy()
-    await this.dht.destroy()
+    this.lan?.stop()
+    await this.relay?.stop()
+    await this.direct.stop()
+    await this.swarm?.destroy()
+    await this.dht?.destroy()
   }
+}
+
+function createDht(opts: NetworkOptions, extra: { firewalled?: boolean } = {}): HyperDHT {
+  return new HyperDHT({
+    ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
+    ...(opts.bind ? { host: opts.bind } : {}),
+    // A node bound to loopback is reachable by every peer that can reach it at all;
+    // left "firewalled", hyperdht tries to holepunch over loopback and the first
+    // connection stalls until its 15 s timeout (measured here).
+    ...(opts.bind && isLoopback(opts.bind) ? { firewalled: false } : {}),
+    ...extra
+  })
+}
+
+function dialerKey(conn: PeerConnection): Buffer {
+  return conn.isInitiator ? conn.publicKey : conn.remotePublicKey
+}
+
+function hostOf(address: string): string {
+  return address.slice(0, address.lastIndexOf(':'))
+}
+
+function dhtAddress(conn: Hyperswarm.Connection): string {
+  const raw = conn.rawStream
+  return raw?.remoteHost ? `${raw.remoteHost}:${raw.remotePort}` : 'unknown'
 }

@@ -114,17 +114,19 @@ declare module 'hyperdrive' {
 
 declare module 'hyperswarm' {
   import { EventEmitter } from 'events'
-  interface PeerInfo { publicKey: Buffer; topics: Buffer[]; client: boolean }
+  interface PeerInfo { publicKey: Buffer; topics: Buffer[]; client: boolean; ban(banned: boolean): void }
   interface Discovery { flushed(): Promise<void>; destroy(): Promise<void> }
   interface Connection extends NodeJS.ReadWriteStream {
     remotePublicKey: Buffer
     publicKey: Buffer
     handshakeHash: Buffer
+    isInitiator: boolean
     rawStream?: { remoteHost?: string; remotePort?: number }
     destroy(err?: Error): void
   }
   class Hyperswarm extends EventEmitter {
-    constructor(opts?: { dht?: unknown; keyPair?: unknown; maxPeers?: number; firewall?: (key: Buffer) => boolean })
+    constructor(opts?: { dht?: unknown; keyPair?: unknown; maxPeers?: number; firewall?: (key: Buffer) => boolean
+      relayThrough?: (force: boolean) => Buffer | null })
     connections: Set<Connection>
     keyPair: { publicKey: Buffer }
     join(topic: Buffer, opts?: { server?: boolean; client?: boolean }): Discovery
@@ -144,6 +146,23 @@ declare module 'hyperdht' {
     ready(): Promise<void>
     destroy(): Promise<void>
     address(): { host: string; port: number }
+    connect(remotePublicKey: Buffer): HyperDHT.Socket
+    createServer(onconnection: (socket: HyperDHT.Socket) => void): HyperDHT.Server
+    createRawStream(opts?: Record<string, unknown>): unknown
+  }
+  namespace HyperDHT {
+    interface Socket {
+      remotePublicKey: Buffer
+      rawStream: { remoteHost: string; remotePort: number } | null
+      on(event: 'open' | 'close', listener: () => void): Socket
+      on(event: 'error', listener: (err: Error) => void): Socket
+      destroy(): void
+    }
+    interface Server {
+      publicKey: Buffer
+      listen(keyPair: { publicKey: Buffer; secretKey: Buffer }): Promise<void>
+      close(): Promise<void>
+    }
   }
   export = HyperDHT
 }
@@ -204,4 +223,33 @@ declare module '@hyperswarm/testnet' {
   }
   function createTestnet(size?: number, opts?: { host?: string; port?: number }): Promise<Testnet>
   export = createTestnet
+}
+
+declare module '@hyperswarm/secret-stream' {
+  import { EventEmitter } from 'events'
+  import { Duplex } from 'stream'
+  interface KeyPair { publicKey: Buffer; secretKey: Buffer }
+  class NoiseSecretStream extends EventEmitter {
+    constructor(isInitiator: boolean, rawStream: Duplex, opts?: { keyPair?: KeyPair })
+    publicKey: Buffer
+    remotePublicKey: Buffer
+    handshakeHash: Buffer
+    isInitiator: boolean
+    /** Resolves true once the Noise handshake completed, false if the stream died first. */
+    opened: Promise<boolean>
+    setKeepAlive(ms: number): void
+    setTimeout(ms: number): void
+    destroy(err?: Error): void
+  }
+  export = NoiseSecretStream
+}
+
+declare module 'blind-relay' {
+  import { EventEmitter } from 'events'
+  interface Session extends EventEmitter {}
+  export class Server extends EventEmitter {
+    constructor(opts: { createStream(opts: Record<string, unknown>): unknown })
+    accept(stream: unknown, opts: { id: Buffer }): Session
+    close(): Promise<void>
+  }
 }
