@@ -170,6 +170,14 @@ test('web UI: create on A, add by secret on B, sync, pin, rates, events, unmount
   await waitFor(async () => Number(await card(pageB, b.mnt).locator('.peers').textContent()) >= 1, { timeout: 60000, message: 'B to show a peer online' })
   t.pass('B shows A as a peer online')
 
+  // The CLI's status and cache answer through the web server's API while it runs.
+  const viaApi = JSON.parse((await b.cli(['status', b.mnt, '--json'])).stdout)
+  t.is(viaApi.state, 'mounted', 'tsyncfs status answers through the HTTP API (its folder state)')
+  t.ok(viaApi.transfer && viaApi.id, 'with the API\'s transfer counts and folder id')
+  t.is(viaApi.peers.length, 1, 'and the same peers')
+  const cacheViaApi = JSON.parse((await b.cli(['cache', b.mnt, '--json'])).stdout)
+  t.ok(cacheViaApi.limit > 0 && cacheViaApi.mountpoint === b.mnt, 'tsyncfs cache answers through it too')
+
   // A writes a file; B's page lists it, partly local (nothing fetched yet).
   const size = 4 * 1024 * 1024
   await sh(`head -c ${size} /dev/urandom > ${JSON.stringify(a.p('big.bin'))}`)

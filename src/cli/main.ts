@@ -5,11 +5,12 @@ import { spawn } from 'child_process'
 import { newReadWriteSecret, parseSecret, FolderKeys, SecretError } from '../secrets'
 import { parseHostPorts, HostPort } from '../swarm/network'
 import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/daemon'
-import { defaultDataDir } from '../daemon/paths'
+import { defaultDataDir, mountKey } from '../daemon/paths'
 import { runSeed, SeedConfig } from '../daemon/seed'
 import { ControlResponse, isAlive, registrations, request, Registration } from '../daemon/control'
 import { cacheOf, DaemonError, statusOf } from '../daemon/client'
 import { webCommand } from './web'
+import { WebApi } from './web-api'
 import { checkFuseDevice, detach, isTsyncfsMount, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
@@ -83,8 +84,13 @@ const COMMANDS: Record<string, Command> = {
     flags: { json: 'boolean', help: 'boolean' },
     async run({ positionals, flags }) {
       const regs = positionals[0] ? [await findMount(positionals[0])] : await registrations()
-      const results = []
-      for (const reg of regs) results.push(await statusOf(reg).catch(userError) as unknown)
+      const results = await viaWebOr<unknown>(regs, async (api) => {
+        const folders = await api.get<Array<{ mountpoint: string; state: string }>>('/api/folders')
+        const found = regs.map((reg) => folders.find((f) => f.mountpoint === reg.mountpoint))
+        // A daemon that does not answer: ask it directly, for its own error message.
+        if (found.some((f) => f?.state !== 'mounted')) throw new Error('a daemon did not answer the web server')
+        return found
+      }, (reg) => statusOf(reg).catch(userError))
       if (flags.json) console.log(JSON.stringify(positionals[0] ? results[0] : results, null, 2))
       else if (results.length === 0) console.log('no tsyncfs folder is mounted')
       else console.log(results.map((r) => formatStatus(r as StatusResult)).join('\n\n'))
@@ -148,8 +154,9 @@ const COMMANDS: Record<string, Command> = {
     flags: { json: 'boolean', help: 'boolean' },
     async run({ positionals, flags }) {
       const regs = positionals[0] ? [await findMount(positionals[0])] : await registrations()
-      const results: CacheResult[] = []
-      for (const reg of regs) results.push(await cacheOf(reg).catch(userError) as unknown as CacheResult)
+      const results = await viaWebOr<unknown>(regs,
+        (api) => Promise.all(regs.map((reg) => api.get(`/api/folders/${mountKey(reg.mountpoint)}/cache`))),
+        (reg) => cacheOf(reg).catch(userError)) as CacheResult[]
       if (flags.json) console.log(JSON.stringify(positionals[0] ? results[0] : results, null, 2))
       else if (results.length === 0) console.log('no tsyncfs folder is mounted')
       else console.log(results.map(formatCache).join('\n\n'))
@@ -359,6 +366,19 @@ function formatCache(c: CacheResult): string {
 }
 
 // --- status and unmount ---
+
+/** The web UI's HTTP API answers when a `tsyncfs web` runs (issue 8: the CLI uses it);
+ *  without one, or if it fails, each daemon is asked over its control socket. */
+async function viaWebOr<T>(regs: Registration[], viaWeb: (api: WebApi) => Promise<T[]>, direct: (reg: Registration) => Promise<T>): Promise<T[]> {
+  const api = regs.length > 0 ? await WebApi.connect() : null
+  if (api) {
+    const answers = await viaWeb(api).catch(() => null)
+    if (answers && answers.length === regs.length) return answers
+  }
+  const out: T[] = []
+  for (const reg of regs) out.push(await direct(reg))
+  return out
+}
 
 async function findMount(arg: string): Promise<Registration> {
   const mountpoint = path.resolve(arg)

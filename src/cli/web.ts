@@ -5,6 +5,7 @@ import { UserError } from '../user-error'
 import { FlagSpec, Parsed } from './args'
 import { hashPassword, isPasswordHash } from '../web/auth'
 import { isLoopback, WebServer } from '../web/server'
+import { registerWeb, unregisterWeb } from '../web/registration'
 
 const DEFAULT_LISTEN = '127.0.0.1:8888'
 
@@ -31,8 +32,10 @@ export const webCommand: { usage: string; flags: FlagSpec; run(args: Parsed): Pr
       throw new UserError(`cannot listen on ${host}:${port}: ${err.code ?? err.message}`)
     })
     const shown = bound.host.includes(':') ? `[${bound.host}]` : bound.host
-    console.log(`serving the tsyncfs web UI at http://${shown}:${bound.port}`)
-    const stop = () => server.close().then(() => process.exit(0))
+    const url = `http://${shown}:${bound.port}`
+    await registerWeb({ pid: process.pid, url: isLoopback(bound.host) ? url : `http://127.0.0.1:${bound.port}`, passwordRequired: !!passwordHash })
+    console.log(`serving the tsyncfs web UI at ${url}`)
+    const stop = () => server.close().then(() => unregisterWeb(process.pid)).then(() => process.exit(0))
     process.on('SIGTERM', stop)
     process.on('SIGINT', stop)
   }
