@@ -51,9 +51,23 @@ export class LanDiscovery {
   async start(): Promise<void> {
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true })
     this.socket = socket
+    // A port held by another program (without SO_REUSEADDR) turns LAN discovery off; it
+    // must not keep the mount from starting.
+    const failed = await new Promise<Error | null>((resolve) => {
+      socket.once('error', resolve)
+      socket.bind(LAN_PORT, () => {
+        socket.off('error', resolve)
+        resolve(null)
+      })
+    })
+    if (failed) {
+      this.log(`lan discovery is off: cannot bind UDP port ${LAN_PORT}: ${failed.message}`)
+      this.socket = null
+      socket.close()
+      return
+    }
     socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address))
     socket.on('error', (err) => this.log(`lan discovery: ${err.message}`))
-    await new Promise<void>((resolve) => socket.bind(LAN_PORT, resolve))
     socket.setMulticastLoopback(true) // two devices on one host find each other too
     this.announce()
     this.timer = setInterval(() => this.announce(), ANNOUNCE_EVERY_MS)
