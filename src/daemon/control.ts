@@ -91,14 +91,18 @@ export function isAlive(pid: number): boolean {
 }
 
 /** Registrations of daemons that are still running. */
-export async function registrations(): Promise<Registration[]> {
-  const dir = runtimeDir()
+export function registrations(): Promise<Registration[]> {
+  return liveRecords<Registration>(runtimeDir())
+}
+
+/** The JSON records (each with the pid of its process) in `dir` whose process still runs. */
+export async function liveRecords<T extends { pid: number }>(dir: string): Promise<T[]> {
   const names = await fs.readdir(dir).catch(() => [] as string[])
-  const out: Registration[] = []
+  const out: T[] = []
   for (const name of names.filter((n) => n.endsWith('.json'))) {
     try {
-      const reg = JSON.parse(await fs.readFile(path.join(dir, name), 'utf8')) as Registration
-      if (isAlive(reg.pid)) out.push(reg)
+      const record = JSON.parse(await fs.readFile(path.join(dir, name), 'utf8')) as T
+      if (isAlive(record.pid)) out.push(record)
     } catch {}
   }
   return out

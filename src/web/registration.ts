@@ -3,7 +3,7 @@
 import { promises as fs } from 'fs'
 import path from 'path'
 import { runtimeDir } from '../daemon/paths'
-import { isAlive } from '../daemon/control'
+import { liveRecords } from '../daemon/control'
 
 export interface WebRegistration {
   pid: number
@@ -29,15 +29,7 @@ export function unregisterWeb(pid: number): Promise<void> {
   return fs.rm(fileOf(pid), { force: true })
 }
 
-/** Running web servers of this user, newest file first. */
-export async function webServers(): Promise<WebRegistration[]> {
-  const names = (await fs.readdir(webDir()).catch(() => [] as string[])).filter((n) => /^\d+\.json$/.test(n))
-  const found: WebRegistration[] = []
-  for (const name of names) {
-    try {
-      const reg = JSON.parse(await fs.readFile(path.join(webDir(), name), 'utf8')) as WebRegistration
-      if (isAlive(reg.pid)) found.push(reg)
-    } catch {}
-  }
-  return found
+/** Running web servers of this user. */
+export function webServers(): Promise<WebRegistration[]> {
+  return liveRecords<WebRegistration>(webDir())
 }
