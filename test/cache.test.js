@@ -135,7 +135,7 @@ test('a 64 MiB cache stays bounded over 256 MiB of reads; evicted content is re-
   }
   await new Promise((resolve) => setTimeout(resolve, 3000)) // let the last eviction and compaction finish
   await s1.stop()
-  t.ok(s1.samples >= 12, `${s1.samples} samples taken during the reads`)
+  t.ok(s1.samples >= 6, `${s1.samples} samples taken during the reads`)
   // While a compaction runs RocksDB briefly holds a second copy of what it relocates (at
   // most the cache itself; README, "The cache"): the momentary peak may reach that.
   t.ok(s1.maxDisk <= 2 * LIMIT + OVERHEAD, `B's data dir (du -sb) never exceeded 2 x limit + 48 MiB during the reads: max ${s1.maxText} (${s1.trace.join(' ')})`)

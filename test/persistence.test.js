@@ -241,3 +241,42 @@ test('files still open for writing when SIGTERM arrives are committed', { timeou
   await a.mount(secret)
   t.is(await fs.readFile(a.p('open-new.txt'), 'utf8'), lines, 'still there after another unmount and mount')
 })
+
+test('write-back: close returns before the commit; a SIGKILL before it loses nothing, and the file still reaches other devices', { timeout: 300000 }, async (t) => {
+  const bootstrap = await startTestnet(t)
+  const secret = await newSecret()
+  const a = new Device(t, bootstrap, 'A')
+  await a.mount(secret)
+  const stagingDirs = () => require('fs').readdirSync(a.dataDir).map((f) => require('path').join(a.dataDir, f, 'staging'))
+  const journals = () => stagingDirs().flatMap((d) => require('fs').readdirSync(d).filter((f) => f.endsWith('.journal')))
+
+  const big = randomBytes(96 * 1024 * 1024)
+  await fs.writeFile(a.p('big.bin'), big)
+  const pendingAtClose = journals().length
+  const pid = a.pid()
+  process.kill(pid, 'SIGKILL')
+  await waitForExit(pid, 'the daemon to die on SIGKILL')
+  t.is(pendingAtClose, 1, 'close returned while the commit was still pending (one journal record)')
+
+  await a.mount(secret)
+  t.ok((await fs.readFile(a.p('big.bin'))).equals(big), 'after the kill the closed file reads back whole')
+  await waitFor(() => a.log().includes('committing 1 closed file(s) that the last run had not committed: /big.bin'), { message: 'the replay in the log' })
+  t.pass('the daemon replayed the journal')
+  await waitFor(() => journals().length === 0, { timeout: 60000, message: 'the replayed commit to land' })
+  t.pass('the journal is empty once the commit landed')
+
+  const b = new Device(t, bootstrap, 'B')
+  await b.mount(secret)
+  await b.waitForContent('big.bin', big, 120000)
+  t.pass('the replayed file reaches a second device intact')
+
+  // Closed and at once renamed and chmodded (an editor's save, `cp -p`): the peer gets the
+  // final name, mode and bytes.
+  const small = randomBytes(5000)
+  await fs.writeFile(a.p('save.tmp'), small)
+  await fs.chmod(a.p('save.tmp'), 0o600)
+  await fs.rename(a.p('save.tmp'), a.p('saved.txt'))
+  await b.waitForContent('saved.txt', small)
+  t.is((await fs.stat(b.p('saved.txt'))).mode & 0o777, 0o600, 'the mode set right after close arrives')
+  await b.waitForMissing('save.tmp')
+})

@@ -113,6 +113,7 @@ export class Daemon {
       cacheLimit: config.cacheSize ?? await defaultCacheSize(this.dir), keepAll: config.keepAll })
     this.folder.on('warning', (err: Error) => log(`warning: ${err.message}`))
     this.folder.on('member', () => log('a new member joined the folder'))
+    this.folder.on('recovered', (paths: string[]) => log(`committing ${paths.length} closed file(s) that the last run had not committed: ${paths.slice(0, 5).join(', ')}`))
     await this.folder.open()
     this.network = new FolderNetwork(keys, this.store, this.folder, { bootstrap: config.bootstrap, bind: config.bind, ...config.discovery }, log)
     await this.network.start()

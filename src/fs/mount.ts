@@ -39,7 +39,7 @@ export function loadFuse(): typeof FuseType {
 export function fuseNativePatched(): boolean {
   const dir = path.dirname(require.resolve('fuse-native/package.json'))
   try {
-    return readFileSync(path.join(dir, 'fuse-native.c'), 'utf8').includes('FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5)') &&
+    return readFileSync(path.join(dir, 'fuse-native.c'), 'utf8').includes('/* patched by tsyncfs: utimens mtime, getxattr user.* only */') &&
       existsSync(path.join(dir, 'build', 'Release', 'fuse.node'))
   } catch {
     return false

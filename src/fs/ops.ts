@@ -64,7 +64,7 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
       call(cb, () => folder.write(fd, Buffer.from(buf.subarray(0, len)), pos), count),
     flush: (_path: string, fd: number, cb: Callback) => call(cb, () => folder.flush(fd), ok),
-    fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => call(cb, () => folder.flush(fd), ok),
+    fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => call(cb, () => folder.fsync(fd), ok),
     fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Callback) => (cb as unknown as Reply)(0),
     release: (_path: string, fd: number, cb: Callback) => call(cb, () => folder.release(fd), ok),
     truncate: (path: string, size: number, cb: Callback) => call(cb, () => folder.truncate(path, size), ok),

@@ -6,10 +6,12 @@ import { createHash } from 'crypto'
 import { ContentRef } from './entry'
 import { FsError } from './errors'
 import { BlockCache } from '../cache/block-cache'
+import { MAX_WINDOW } from '../cache/read-ahead'
 
 export const BLOCK_SIZE = 256 * 1024
 const APPEND_BATCH = 16
-const RECENT_BLOCKS = 16
+// Room for a whole read-ahead window of local blocks, plus the blocks being read.
+const RECENT_BLOCKS = MAX_WINDOW + 8
 
 export class ContentStore {
   private readonly cores = new Map<string, Hypercore>()
@@ -94,7 +96,8 @@ export class ContentStore {
     const core = this.core(ref)
     const blocks: Promise<Buffer>[] = []
     for (let i = first; i <= last; i++) blocks.push(this.block(core, ref, ref.blockOffset + i))
-    const joined = Buffer.concat(await Promise.all(blocks))
+    // Most reads lie within one block: a view of it, not a copy (the caller copies anyway).
+    const joined = blocks.length === 1 ? await blocks[0] : Buffer.concat(await Promise.all(blocks))
     const skip = offset - first * ref.blockSize
     return joined.subarray(skip, skip + end - offset)
   }
@@ -104,6 +107,16 @@ export class ContentStore {
     const core = this.core(ref)
     const range = core.download({ start: ref.blockOffset + start, end: ref.blockOffset + end })
     range.done().catch(() => {})
+    // Blocks already on this disk are read ahead as well, so that a sequential reader does
+    // not wait for one storage read per block.
+    for (let i = start; i < end; i++) this.readAheadLocal(core, ref, ref.blockOffset + i)
+  }
+
+  private readAheadLocal(core: Hypercore, ref: ContentRef, index: number): void {
+    if (this.recent.has(`${ref.core}:${index}`)) return
+    core.has(index).then((local) => {
+      if (local) this.block(core, ref, index).catch(() => {})
+    }, () => {})
   }
 
   private block(core: Hypercore, ref: ContentRef, index: number): Promise<Buffer> {

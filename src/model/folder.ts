@@ -65,6 +65,7 @@ export class Folder extends EventEmitter {
   private readonly staged = new Map<string, StagedFile>()
   private nextFd = 1
   private settling = false
+  private closing = false
   private cache: BlockCache | null = null
   private pins: Pins | null = null
   private pinRefresh: NodeJS.Timeout | null = null
@@ -92,7 +93,6 @@ export class Folder extends EventEmitter {
   }
 
   async open(): Promise<void> {
-    await fs.rm(this.stagingDir, { recursive: true, force: true })
     await fs.mkdir(this.stagingDir, { recursive: true, mode: 0o700 })
     for (const cert of await this.loadCertificates()) this.certificates.set(cert.driveKey.toString('hex'), cert)
     const { keys, store, dir } = this.opts
@@ -110,6 +110,7 @@ export class Folder extends EventEmitter {
     }
     await Promise.all([...this.certificates.values()].map((c) => this.openMember(c.driveKey)))
     if (this.writable) await this.settleConflicts()
+    if (this.writable) await this.recoverStaged()
     const pinned = this.pins.pinnedRefs().reduce((n, ref) => n + ref.byteLength, 0)
     if (pinned > limit) throw new Error(`the cache limit (${limit} bytes) is smaller than what is pinned (${pinned} bytes): raise --cache-size or unpin`)
     this.pins.refresh()
@@ -117,9 +118,13 @@ export class Folder extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    this.closing = true
     for (const fd of [...this.handles.keys()]) await this.release(fd).catch(() => {})
-    // Files held without a handle (a truncate waiting for its open) are committed too.
-    for (const staged of [...this.staged.values()]) await this.commit(staged).catch((err) => this.emit('warning', err))
+    // Closed files still waiting for their commit, and files held without a handle (a
+    // truncate waiting for its open), are committed too.
+    for (const staged of [...this.staged.values()]) {
+      await this.commit(staged).then(() => this.retire(staged), (err) => this.emit('warning', err))
+    }
     if (this.pinRefresh) clearTimeout(this.pinRefresh)
     await this.cache?.close().catch((err) => this.emit('warning', err))
     await Promise.all([...this.members.values()].map((m) => m.close().catch(() => {})))
@@ -254,8 +259,7 @@ export class Folder extends EventEmitter {
     staged.dirty = true
     staged.refs = 1
     this.staged.set(p, staged)
-    // Shown at once on this device; written to the log when flushed.
-    this.index.put(this.requireDevice(), p, { type: 'file', mode: staged.mode, mtime, size: 0, vv: bump(base, this.requireDevice()), device: this.requireDevice() })
+    this.showNew(staged)
     return this.addHandle({ path: p, staged, content: null, readAhead: new ReadAhead() })
   }
 
@@ -275,7 +279,14 @@ export class Folder extends EventEmitter {
     return h.staged.write(data, offset)
   }
 
+  /** close(2): the bytes are committed in the background (write-back). */
   async flush(fd: number): Promise<void> {
+    const h = this.handle(fd)
+    if (h.staged) await this.writeBack(h.staged)
+  }
+
+  /** fsync(2): the bytes are in this device's log when it returns. */
+  async fsync(fd: number): Promise<void> {
     const h = this.handle(fd)
     if (h.staged) await this.commit(h.staged)
   }
@@ -330,14 +341,62 @@ export class Folder extends EventEmitter {
   }
 
   private async unstage(staged: StagedFile): Promise<void> {
-    try {
-      await this.commit(staged)
-    } finally {
-      if (--staged.refs <= 0) {
-        if (this.staged.get(staged.path) === staged) this.staged.delete(staged.path)
-        await staged.discard()
-      }
+    staged.refs--
+    await this.writeBack(staged)
+    if (staged.refs <= 0) await staged.idle()
+  }
+
+  /** Write-back: close returns once the staged bytes and a journal record of them are on
+   *  this disk; the commit runs in the background, grouped with others (rclone's
+   *  "--vfs-cache-mode writes"). Until it lands, this device reads and lists the staged
+   *  file; a daemon that dies first replays the journal at the next open. */
+  private async writeBack(staged: StagedFile): Promise<void> {
+    if (staged.dirty && !staged.unlinked) {
+      await staged.writeJournal().catch((err) => this.emit('warning', new Error(`journal of ${staged.path}: ${(err as Error).message}`)))
     }
+    this.commitInBackground(staged)
+  }
+
+  private commitInBackground(staged: StagedFile, retryMs = 0): void {
+    this.commit(staged).then(() => this.retire(staged), (err) => {
+      if (this.closing) return // close() commits it once more, or the journal keeps it
+      const next = Math.min(Math.max(retryMs * 2, 1000), 60000)
+      this.emit('warning', new Error(`commit of ${staged.path} failed (${(err as Error).message}); retrying in ${next / 1000} s`))
+      setTimeout(() => this.commitInBackground(staged, next), next).unref()
+    }).catch((err) => this.emit('warning', err))
+  }
+
+  /** Forgets a staged file once it is committed and nothing holds it. */
+  private async retire(staged: StagedFile): Promise<void> {
+    if (staged.refs > 0 || (staged.dirty && !staged.unlinked) || this.committing.has(staged)) return
+    if (this.staged.get(staged.path) === staged) this.staged.delete(staged.path)
+    await staged.discard()
+  }
+
+  /** Waits for the background commits of closed files at or below `p`: a rename, chmod or
+   *  utimens must build on the committed version, or peers would see the empty
+   *  placeholder that a new file has until its commit. */
+  private async settleWriteBack(...paths: string[]): Promise<void> {
+    const under = (s: StagedFile) => paths.some((p) => p === '/' || s.path === p || s.path.startsWith(p + '/'))
+    const pending = [...this.staged.values()].filter((s) => s.refs <= 0 && under(s))
+    await Promise.all(pending.map((s) => this.commit(s).catch(() => {})))
+  }
+
+  /** Commits the files that a daemon which died had closed but not committed. */
+  private async recoverStaged(): Promise<void> {
+    const recovered = await StagedFile.recover(this.stagingDir)
+    for (const staged of recovered) {
+      this.staged.set(staged.path, staged)
+      if (!this.index.get(staged.path)) this.showNew(staged)
+      this.commitInBackground(staged)
+    }
+    if (recovered.length) this.emit('recovered', recovered.map((s) => s.path))
+  }
+
+  /** A new file is listed on this device at once; the log has it from its commit. */
+  private showNew(staged: StagedFile): void {
+    const device = this.requireDevice()
+    this.index.put(device, staged.path, { type: 'file', mode: staged.mode, mtime: staged.mtime, size: 0, vv: bump(staged.base, device), device })
   }
 
   /** Appends the staged bytes to this device's blob core and records the new version.
@@ -418,7 +477,8 @@ export class Folder extends EventEmitter {
     })
   }
 
-  chmod(p: string, mode: number): Promise<void> {
+  async chmod(p: string, mode: number): Promise<void> {
+    await this.settleWriteBack(p)
     return this.mutate(async () => {
       const staged = this.staged.get(p)
       if (staged) staged.mode = mode & 0o7777
@@ -426,7 +486,8 @@ export class Folder extends EventEmitter {
     })
   }
 
-  utimens(p: string, mtime: number): Promise<void> {
+  async utimens(p: string, mtime: number): Promise<void> {
+    await this.settleWriteBack(p)
     return this.mutate(async () => {
       const staged = this.staged.get(p)
       if (staged) staged.mtime = mtime
@@ -453,7 +514,8 @@ export class Folder extends EventEmitter {
     }, TRUNCATE_HOLD_MS)
   }
 
-  rename(src: string, dst: string): Promise<void> {
+  async rename(src: string, dst: string): Promise<void> {
+    await this.settleWriteBack(src, dst)
     return this.mutate(async () => {
       if (src === dst) return
       const from = this.entry(src)
@@ -469,7 +531,7 @@ export class Folder extends EventEmitter {
         const entry = this.entry(q)
         changes.push([moved, { ...stripVersion(entry), deleted: false }], [q, tombstone(entry)])
       }
-      this.moveStaged(src, dst)
+      await this.moveStaged(src, dst)
       await this.writeEntries(changes)
       // A file still open under its new name builds on the version just written there.
       for (const [p, staged] of this.staged) {
@@ -478,12 +540,13 @@ export class Folder extends EventEmitter {
     })
   }
 
-  private moveStaged(src: string, dst: string): void {
+  private async moveStaged(src: string, dst: string): Promise<void> {
     for (const [p, staged] of [...this.staged]) {
       if (p !== src && !p.startsWith(src + '/')) continue
       this.staged.delete(p)
       staged.path = dst + p.slice(src.length)
       this.staged.set(staged.path, staged)
+      await staged.renamed()
     }
     for (const h of this.handles.values()) {
       if (h.path === src || h.path.startsWith(src + '/')) h.path = dst + h.path.slice(src.length)
