@@ -15,7 +15,7 @@ import { fail, FsError } from './errors'
 import { MemberDrive } from './member-drive'
 import { MergedIndex, parentOf } from './merged-index'
 import { Mutex } from './mutex'
-import { StagedFile } from './staging'
+import { StagedFile, StagingArea } from './staging'
 import { Pins, PinProgress } from './pins'
 import { BlockCache, CacheStats } from '../cache/block-cache'
 import { bump, compare, VersionVector } from './version-vector'
@@ -59,6 +59,7 @@ export class Folder extends EventEmitter {
   private own: MemberDrive | null = null
   private ownBlobs: Hypercore | null = null
   private readonly mutex = new Mutex()
+  private readonly staging: StagingArea
   private readonly committing = new Map<StagedFile, Promise<void>>()
   private readonly pendingCommits: Array<{ staged: StagedFile; resolve: () => void; reject: (err: unknown) => void }> = []
   private readonly handles = new Map<number, Handle>()
@@ -74,6 +75,7 @@ export class Folder extends EventEmitter {
   constructor(private readonly opts: FolderOptions) {
     super()
     this.content = new ContentStore(opts.store, opts.keys.contentKey, opts.readTimeoutMs)
+    this.staging = new StagingArea(path.join(opts.dir, 'staging'), path.join(opts.dir, 'write-back.journal'))
   }
 
   get writable(): boolean {
@@ -84,16 +86,12 @@ export class Folder extends EventEmitter {
     return this.own?.deviceId ?? null
   }
 
-  private get stagingDir(): string {
-    return path.join(this.opts.dir, 'staging')
-  }
 
   private get membersFile(): string {
     return path.join(this.opts.dir, 'members.json')
   }
 
   async open(): Promise<void> {
-    await fs.mkdir(this.stagingDir, { recursive: true, mode: 0o700 })
     for (const cert of await this.loadCertificates()) this.certificates.set(cert.driveKey.toString('hex'), cert)
     const { keys, store, dir } = this.opts
     const limit = this.opts.keepAll ? Infinity : this.opts.cacheLimit
@@ -110,7 +108,9 @@ export class Folder extends EventEmitter {
     }
     await Promise.all([...this.certificates.values()].map((c) => this.openMember(c.driveKey)))
     if (this.writable) await this.settleConflicts()
-    if (this.writable) await this.recoverStaged()
+    // A read-only mount leaves what a read-write one staged for that one to commit.
+    const recovered = await this.staging.open(this.writable)
+    this.recoverStaged(recovered)
     const pinned = this.pins.pinnedRefs().reduce((n, ref) => n + ref.byteLength, 0)
     if (pinned > limit) throw new Error(`the cache limit (${limit} bytes) is smaller than what is pinned (${pinned} bytes): raise --cache-size or unpin`)
     this.pins.refresh()
@@ -125,6 +125,7 @@ export class Folder extends EventEmitter {
     for (const staged of [...this.staged.values()]) {
       await this.commit(staged).then(() => this.retire(staged), (err) => this.emit('warning', err))
     }
+    await this.staging.close().catch((err) => this.emit('warning', err))
     if (this.pinRefresh) clearTimeout(this.pinRefresh)
     await this.cache?.close().catch((err) => this.emit('warning', err))
     await Promise.all([...this.members.values()].map((m) => m.close().catch(() => {})))
@@ -255,7 +256,7 @@ export class Folder extends EventEmitter {
     if (this.index.get(p)) fail('EEXIST', p)
     const mtime = Date.now()
     const base = this.index.resolution(p).frontier
-    const staged = await StagedFile.create(this.stagingDir, { path: p, mode: mode & 0o7777, mtime, base })
+    const staged = await this.staging.create({ path: p, mode: mode & 0o7777, mtime, base })
     staged.dirty = true
     staged.refs = 1
     this.staged.set(p, staged)
@@ -319,7 +320,7 @@ export class Folder extends EventEmitter {
     }
     const entry = this.entry(p)
     const base = this.index.resolution(p).frontier
-    const staged = await StagedFile.create(this.stagingDir, { path: p, mode: entry.mode, mtime: entry.mtime, base })
+    const staged = await this.staging.create({ path: p, mode: entry.mode, mtime: entry.mtime, base })
     staged.refs = 1
     try {
       if (!truncate && entry.content) await this.fill(staged, entry.content)
@@ -383,8 +384,7 @@ export class Folder extends EventEmitter {
   }
 
   /** Commits the files that a daemon which died had closed but not committed. */
-  private async recoverStaged(): Promise<void> {
-    const recovered = await StagedFile.recover(this.stagingDir)
+  private recoverStaged(recovered: StagedFile[]): void {
     for (const staged of recovered) {
       this.staged.set(staged.path, staged)
       if (!this.index.get(staged.path)) this.showNew(staged)

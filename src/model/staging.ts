@@ -1,21 +1,73 @@
 // Write-back: an open, written file lives in a local staging file until it is committed,
 // then its bytes are appended to this device's blob core in whole blocks. A closed file
-// that is not committed yet has a journal record beside it, so that a daemon that dies
-// before the commit replays it at the next open.
+// that is not committed yet has a record in the write-back journal, so that a daemon that
+// dies before the commit replays it at the next open.
 import { promises as fs } from 'fs'
 import path from 'path'
 import { FsError } from './errors'
+import { JournalRecord, WriteBackJournal } from './journal'
 import { VersionVector } from './version-vector'
 
 let counter = 0
 
-const JOURNAL = '.journal'
+// Closed files waiting for their commit keep their file open up to this many at once;
+// beyond, they close it and reopen it for the commit.
+const MAX_IDLE_OPEN = 256
+let idleOpen = 0
 
-interface JournalRecord {
-  path: string
-  mode: number
-  mtime: number
-  base: VersionVector
+/** The staging directory and its journal. */
+export class StagingArea {
+  private readonly journal: WriteBackJournal
+
+  constructor(private readonly dir: string, journalFile: string) {
+    this.journal = new WriteBackJournal(journalFile)
+  }
+
+  /** Opens the area; with `recover`, returns the files a previous run closed and did not
+   *  commit, to commit again. Everything else there (files never closed) is removed: as after any
+   *  crash, writes that were never closed are not kept. */
+  async open(recover: boolean): Promise<StagedFile[]> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 })
+    if (!recover) return []
+    const records = await this.journal.previous()
+    await this.journal.open()
+    const recovered: StagedFile[] = []
+    for (const name of await fs.readdir(this.dir)) {
+      const record = records.get(name)
+      if (!record) {
+        await fs.rm(path.join(this.dir, name), { force: true, recursive: true })
+        continue
+      }
+      const { size } = await fs.stat(path.join(this.dir, name))
+      const staged = new StagedFile(this, name, record.path, record.mode, record.mtime, size, record.base)
+      staged.dirty = true
+      await staged.writeJournal() // the journal was emptied: a second crash must still find it
+      recovered.push(staged)
+    }
+    return recovered
+  }
+
+  async create(opts: { path: string; mode: number; mtime: number; base: VersionVector }): Promise<StagedFile> {
+    const name = `${process.pid}-${Date.now()}-${counter++}`
+    const fh = await fs.open(this.fileOf(name), 'w+', 0o600)
+    return new StagedFile(this, name, opts.path, opts.mode, opts.mtime, 0, opts.base, fh)
+  }
+
+  close(): Promise<void> {
+    return this.journal.close()
+  }
+
+  fileOf(name: string): string {
+    return path.join(this.dir, name)
+  }
+
+  record(record: JournalRecord): Promise<void> {
+    return this.journal.record(record)
+  }
+
+  forget(name: string): Promise<void> {
+    return this.journal.done(name)
+  }
 }
 
 export class StagedFile {
@@ -23,13 +75,15 @@ export class StagedFile {
   refs = 0
   unlinked = false
   private journaled = false
-  // Opened on demand and closed once nothing uses the file: thousands of closed files may
-  // wait for their commit at once.
-  private fh: Promise<fs.FileHandle> | null = null
+  private journalFresh = false // the journal's record describes the current bytes
+  private fh: Promise<fs.FileHandle> | null
   private busy = 0
   private closeWhenIdle = false
+  private countedIdle = false
 
-  private constructor(
+  constructor(
+    private readonly area: StagingArea,
+    private readonly name: string,
     public path: string,
     public mode: number,
     public mtime: number,
@@ -37,39 +91,9 @@ export class StagedFile {
     /** What this device had seen of the path when the file was opened: if another
      *  device changed it meanwhile, the commit becomes a concurrent version. */
     public base: VersionVector,
-    private readonly file: string
-  ) {}
-
-  static async create(dir: string, opts: { path: string; mode: number; mtime: number; base: VersionVector }): Promise<StagedFile> {
-    const file = path.join(dir, `${process.pid}-${Date.now()}-${counter++}`)
-    await (await fs.open(file, 'w', 0o600)).close()
-    return new StagedFile(opts.path, opts.mode, opts.mtime, 0, opts.base, file)
-  }
-
-  /** The closed files a daemon left uncommitted in `dir`, to commit again. Everything
-   *  else there (files never closed, half-written records) is removed: as after any crash,
-   *  writes that were never closed are not kept. */
-  static async recover(dir: string): Promise<StagedFile[]> {
-    const names = await fs.readdir(dir)
-    const found: StagedFile[] = []
-    for (const name of names.filter((n) => n.endsWith(JOURNAL))) {
-      const file = path.join(dir, name.slice(0, -JOURNAL.length))
-      try {
-        const record = JSON.parse(await fs.readFile(file + JOURNAL, 'utf8')) as JournalRecord
-        const { size } = await fs.stat(file)
-        const staged = new StagedFile(record.path, record.mode, record.mtime, size, record.base, file)
-        staged.dirty = true
-        staged.journaled = true
-        found.push(staged)
-      } catch {
-        // A record without its bytes, or torn: nothing that can be committed.
-      }
-    }
-    const kept = new Set(found.flatMap((s) => [s.file, s.file + JOURNAL]))
-    for (const name of names) {
-      if (!kept.has(path.join(dir, name))) await fs.rm(path.join(dir, name), { force: true })
-    }
-    return found
+    fh: fs.FileHandle | null = null
+  ) {
+    this.fh = fh ? Promise.resolve(fh) : null
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -105,52 +129,67 @@ export class StagedFile {
     }
   }
 
-  /** Records the file as closed and not yet committed (replayed after a crash). Written
-   *  again after a rename, so that a replay commits it under its new name. */
+  /** Records the file as closed and not yet committed (replayed after a crash); again
+   *  after a rename, so that a replay commits it under its new name. */
   async writeJournal(): Promise<void> {
-    const record: JournalRecord = { path: this.path, mode: this.mode, mtime: this.mtime, base: this.base }
-    const tmp = `${this.file}${JOURNAL}.tmp`
-    await fs.writeFile(tmp, JSON.stringify(record), { mode: 0o600 })
-    await fs.rename(tmp, this.file + JOURNAL)
+    if (this.journalFresh) return
     this.journaled = true
+    this.journalFresh = true
+    await this.area.record({ name: this.name, path: this.path, mode: this.mode, mtime: this.mtime, base: this.base })
   }
 
   async renamed(): Promise<void> {
+    this.journalFresh = false
     if (this.journaled) await this.writeJournal()
   }
 
-  /** Closes the file handle once nothing uses the file (it is reopened when needed). */
+  /** Nothing holds the file now; its commit may still read it. Past MAX_IDLE_OPEN such
+   *  files, the handle is closed (and reopened when needed). */
   async idle(): Promise<void> {
+    if (!this.fh || this.countedIdle) return
+    if (idleOpen < MAX_IDLE_OPEN) {
+      this.countedIdle = true
+      idleOpen++
+      return
+    }
+    await this.closeHandle()
+  }
+
+  async discard(): Promise<void> {
+    await this.closeHandle().catch(() => {})
+    await fs.unlink(this.area.fileOf(this.name)).catch(() => {})
+    await this.area.forget(this.name)
+  }
+
+  private async closeHandle(): Promise<void> {
     if (this.busy > 0) {
       this.closeWhenIdle = true
       return
+    }
+    if (this.countedIdle) {
+      this.countedIdle = false
+      idleOpen--
     }
     const fh = this.fh
     this.fh = null
     await (await fh)?.close()
   }
 
-  async discard(): Promise<void> {
-    await this.idle().catch(() => {})
-    await fs.rm(this.file, { force: true })
-    await fs.rm(this.file + JOURNAL, { force: true })
-  }
-
   private async using<T>(op: (fh: fs.FileHandle) => Promise<T>): Promise<T> {
     this.busy++
     try {
-      this.fh ??= fs.open(this.file, 'r+')
+      this.fh ??= fs.open(this.area.fileOf(this.name), 'r+')
       return await op(await this.fh)
     } finally {
       if (--this.busy === 0 && this.closeWhenIdle) {
         this.closeWhenIdle = false
-        this.idle().catch(() => {})
+        this.closeHandle().catch(() => {})
       }
     }
   }
 
   private touch(): void {
     this.dirty = true
-    this.mtime = Date.now()
+    this.journalFresh = false
   }
 }

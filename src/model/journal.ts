@@ -1,0 +1,69 @@
+// The write-back journal: one append-only file of records, one per closed staged file not
+// yet committed, so that a daemon that dies first commits them at its next start. A close
+// costs one append, not a file of its own; the file is emptied whenever nothing is pending.
+import { promises as fs } from 'fs'
+import { VersionVector } from './version-vector'
+
+export interface JournalRecord {
+  name: string // the staging file's name in the staging directory
+  path: string
+  mode: number
+  mtime: number
+  base: VersionVector
+}
+
+export class WriteBackJournal {
+  private fh: fs.FileHandle | null = null
+  // Appends and truncations run in order: a truncation must never overtake a record.
+  private queue: Promise<unknown> = Promise.resolve()
+  private readonly pending = new Set<string>()
+
+  constructor(private readonly file: string) {}
+
+  /** The records a previous run left, the newest for each staging file. A record torn by
+   *  a crash does not parse and is skipped, like a file that was never closed. */
+  async previous(): Promise<Map<string, JournalRecord>> {
+    const records = new Map<string, JournalRecord>()
+    const text = await fs.readFile(this.file, 'utf8').catch(() => '')
+    for (const line of text.split('\n')) {
+      try {
+        const record = JSON.parse(line) as JournalRecord
+        if (typeof record.name === 'string' && typeof record.path === 'string') records.set(record.name, record)
+      } catch {
+        // torn or empty line
+      }
+    }
+    return records
+  }
+
+  /** Starts an empty journal: call after reading previous() and before any record(). */
+  async open(): Promise<void> {
+    this.fh = await fs.open(this.file, 'a', 0o600)
+    await this.fh.truncate(0)
+  }
+
+  record(record: JournalRecord): Promise<void> {
+    this.pending.add(record.name)
+    return this.enqueue((fh) => fh.write(JSON.stringify(record) + '\n'))
+  }
+
+  /** The file `name` is committed or dropped: its record is void. */
+  done(name: string): Promise<void> {
+    if (!this.pending.delete(name) || this.pending.size > 0) return Promise.resolve()
+    return this.enqueue((fh) => fh.truncate(0))
+  }
+
+  async close(): Promise<void> {
+    await this.queue
+    await this.fh?.close()
+    this.fh = null
+  }
+
+  private enqueue(op: (fh: fs.FileHandle) => Promise<unknown>): Promise<void> {
+    const fh = this.fh
+    if (!fh) return Promise.reject(new Error('the write-back journal is not open'))
+    const next = this.queue.then(() => op(fh))
+    this.queue = next.catch(() => {})
+    return next.then(() => {})
+  }
+}
