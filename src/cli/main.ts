@@ -1,9 +1,11 @@
 // The tsyncfs command line.
 import { promises as fs, openSync, closeSync } from 'fs'
 import path from 'path'
+import { isIPv4 } from 'net'
 import { spawn } from 'child_process'
 import { newReadWriteSecret, parseSecret, FolderKeys, SecretError } from '../secrets'
 import { parseHostPorts, HostPort } from '../swarm/network'
+import { startBootstrapNodes } from '../swarm/bootstrap-nodes'
 import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/daemon'
 import { defaultDataDir, mountKey } from '../daemon/paths'
 import { runSeed, SeedConfig } from '../daemon/seed'
@@ -164,18 +166,17 @@ const COMMANDS: Record<string, Command> = {
   },
   web: webCommand,
   bootstrap: {
-    usage: 'tsyncfs bootstrap [--host 127.0.0.1] [--port 49737] [--nodes 3]\n  Runs DHT bootstrap nodes for a private network, until stopped.',
+    usage: 'tsyncfs bootstrap [--host 127.0.0.1] [--port 49737] [--nodes 5]\n  Runs DHT bootstrap nodes for a private network, until stopped. --host: the IPv4\n  address devices reach this host at; at least 3 nodes (devices classify their NAT with them).',
     flags: { host: 'string', port: 'string', nodes: 'string', help: 'boolean' },
     async run({ flags }) {
       const host = String(flags.host ?? '127.0.0.1')
       const port = Number(flags.port ?? 49737)
-      const nodes = Number(flags.nodes ?? 3)
+      const nodes = Number(flags.nodes ?? 5)
+      if (!isIPv4(host)) throw new UserError(`bad --host "${host}": expected the IPv4 address devices reach this host at`, 2)
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`bad port "${flags.port}"`, 2)
-      if (!Number.isInteger(nodes) || nodes < 1) throw new UserError(`bad node count "${flags.nodes}"`, 2)
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const createTestnet = require('hyperdht/testnet') as (n: number, o: { host: string; port: number }) => Promise<{ destroy(): Promise<void>; bootstrap: HostPort[] }>
-      const net = await createTestnet(nodes, { host, port })
-      console.log(`bootstrap node listening on ${net.bootstrap.map((b) => `${b.host}:${b.port}`).join(',')}`)
+      if (!Number.isInteger(nodes) || nodes < 3) throw new UserError(`bad node count "${flags.nodes}": at least 3 (devices classify their NAT with 3)`, 2)
+      const net = await startBootstrapNodes(host, port, nodes)
+      console.log(`bootstrap node listening on ${net.addresses.map((b) => `${b.host}:${b.port}`).join(',')}`)
       const stop = () => net.destroy().then(() => process.exit(0))
       process.on('SIGTERM', stop)
       process.on('SIGINT', stop)
