@@ -141,10 +141,10 @@ test('LAN discovery finds devices of the same folder with no DHT, and announces 
   t.not(tagOf(h0), tagOf(h2), 'another folder announces another tag')
 })
 
-// Opt-in too (TSYNCFS_TEST_DHT_NETNS=1): it passed in 3 of 6 runs. When it fails, hyperdht
-// opens the connection on the accepting side only (half-open, "connection timed out" after
-// 13 s), again on every retry, and the devices never connect within the deadline.
-test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from the public DHT', { timeout: 180000, skip: process.env.TSYNCFS_TEST_DHT_NETNS !== '1' }, async (t) => {
+// Devices off loopback holepunch, and that needs a usable routing table: a bootstrap node
+// with a random id (hyperdht/testnet's first) left them 2 nodes, too few to classify their
+// NAT, and connections came up half-open in about half the runs (src/swarm/bootstrap-nodes.ts).
+test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from the public DHT', { timeout: 180000 }, async (t) => {
   const [h0, h1, h2] = await makeLan(t, 3)
   const node = spawnIn(t, h0, process.execPath, [BIN, 'bootstrap', '--host', h0.ip, '--port', '49737'])
   await waitFor(() => node.output.includes('listening'), { message: 'the bootstrap node' })
@@ -196,10 +196,7 @@ test('LAN tags rotate and differ per folder; -o peer= options add up', async (t)
     { 'no-dht': true, 'no-lan': true, peer: 'a:1,b:2', listen: '7070', 'force-relay': true }, 'mount options map to flags')
 })
 
-// Opt-in (TSYNCFS_TEST_DHT_NETNS=1): relayed connections came up in 17-90 s in 3 of 5 runs alone,
-// and not within 200 s in the others (the first relayed attempts time out inside hyperdht,
-// then hyperswarm backs off), so it would make the suite flaky.
-test('relayed connections: devices that cannot reach each other connect through a seed --relay', { timeout: 360000, skip: process.env.TSYNCFS_TEST_DHT_NETNS !== '1' }, async (t) => {
+test('relayed connections: devices that cannot reach each other connect through a seed --relay', { timeout: 180000 }, async (t) => {
   const [r, hostA, hostB] = await makeLan(t, 3)
   // No way between A and B, while both reach R.
   if (process.env.RELAY_BLOCK !== '0') {
@@ -222,12 +219,11 @@ test('relayed connections: devices that cannot reach each other connect through 
   t.not(route.code, 0, `A has no route to B (${route.stderr.trim()})`)
 
   // A's only possible peers are the seed and B: two verified peers means B is one of them,
-  // reached although there is no route between them. (Relayed connections took 60-100 s
-  // to come up here: the first relayed attempts time out and hyperswarm backs off.)
+  // reached although there is no route between them.
   const peers = await waitFor(async () => {
     const list = await verifiedPeers(a)
     return list.length >= 2 && list
-  }, { timeout: 200000, message: 'A to connect to the seed and to B' })
+  }, { timeout: 60000, message: 'A to connect to the seed and to B' })
   t.ok(peers.every((p) => p.via === 'relay' && p.address.startsWith(`${r.ip}:`)), `status shows connections from the relay's host as relay (${peers.map((p) => `${p.via} ${p.address}`).join(', ')})`)
   await fs.writeFile(a.p('relayed.txt'), 'through the relay')
   await b.waitForContent('relayed.txt', 'through the relay', 60000)
