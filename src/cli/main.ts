@@ -17,6 +17,7 @@ import { checkFuseDevice, detach, isTsyncfsMount, loadFuse, prepareMountpoint } 
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
 import { fromHelperForm } from './mount-options'
+import { withConfigFile } from './config-file'
 import { DISCOVERY_FLAGS, DISCOVERY_USAGE, discoveryConfig } from './discovery-options'
 import { parseSize } from '../cache/block-cache'
 
@@ -30,8 +31,10 @@ const MOUNT_FLAGS: FlagSpec = {
   'data-dir': 'string', bootstrap: 'string', bind: 'string', foreground: 'boolean',
   'read-timeout': 'string', 'allow-other': 'boolean', ro: 'boolean',
   uid: 'string', gid: 'string', umask: 'string', 'cache-size': 'string', 'keep-all': 'boolean', help: 'boolean',
-  ...DISCOVERY_FLAGS
+  config: 'string', ...DISCOVERY_FLAGS
 }
+
+const SEED_FLAGS: FlagSpec = { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean', relay: 'boolean', config: 'string', ...DISCOVERY_FLAGS }
 
 const COMMANDS: Record<string, Command> = {
   new: {
@@ -68,6 +71,7 @@ const COMMANDS: Record<string, Command> = {
       '  --keep-all            keep a full local copy of everything (no eviction)',
       '  --uid N, --gid N      owner shown for every file (default: the caller)',
       '  --umask OCTAL         permission bits to hide from every mode',
+      '  --config FILE         defaults for these options (JSON; default $XDG_CONFIG_HOME/tsyncfs/config.json)',
       '  The form `tsyncfs SOURCE DIR -o data_dir=..,bootstrap=..,ro,...` (mount.fuse) works too.',
       '  --foreground          serve in this process, log to stderr'
     ].join('\n'),
@@ -76,7 +80,7 @@ const COMMANDS: Record<string, Command> = {
       if (positionals.length !== 2) throw new UserError('usage: tsyncfs mount <secret> <mountpoint> (see --help)', 2)
       const secretText = await readSecretText(positionals[0])
       const keys = parseOrExit(secretText)
-      const config = mountConfig(positionals[1], flags)
+      const config = mountConfig(positionals[1], await withConfigFile(flags, MOUNT_FLAGS))
       if (flags.foreground) return runForeground(keys, config)
       return runDetached(keys, secretText, config)
     }
@@ -120,12 +124,14 @@ const COMMANDS: Record<string, Command> = {
       '  Keeps a full replica of the folder and serves it, without mounting, until stopped.',
       '  Any kind of secret works; with the encrypted one the replica stays ciphertext.',
       '  --relay               also relay (blindly) between devices of the folder that cannot holepunch',
+      '  --config FILE         defaults for these options (as for mount)',
       ...DISCOVERY_USAGE
     ].join('\n'),
-    flags: { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean', relay: 'boolean', ...DISCOVERY_FLAGS },
-    async run({ positionals, flags }) {
+    flags: SEED_FLAGS,
+    async run({ positionals, flags: given }) {
       if (positionals.length !== 1) throw new UserError('usage: tsyncfs seed <secret> (see --help)', 2)
       const keys = await readSecret(positionals[0])
+      const flags = await withConfigFile(given, SEED_FLAGS)
       const stop = await runSeed(keys, { ...commonConfig(flags), relay: flags.relay === true }, makeLogger())
       console.log(`seeding ${keys.folderId} (${keys.kind})`)
       const exit = () => stop().then(() => process.exit(0), () => process.exit(1))
