@@ -5,11 +5,11 @@ import { UserError } from '../user-error'
 type Flags = Record<string, string | boolean>
 
 export const DISCOVERY_FLAGS = {
-  'no-dht': 'boolean', 'no-lan': 'boolean', lan: 'boolean', peer: 'string', listen: 'string', 'force-relay': 'boolean'
+  'no-dht': 'boolean', dht: 'boolean', 'no-lan': 'boolean', lan: 'boolean', peer: 'string', listen: 'string', 'force-relay': 'boolean'
 } as const
 
 export const DISCOVERY_USAGE = [
-  '  --no-dht              no DHT at all: only --peer, --listen and the LAN',
+  '  --no-dht, --dht       no DHT at all: only --peer, --listen and the LAN; or the DHT (default)',
   '  --no-lan, --lan       find peers of the folder on the local network, or not (default on;',
   '                        env TSYNCFS_LAN=0 turns it off)',
   '  --peer H:P[,..]       known hosts: connect to them directly and stay connected',

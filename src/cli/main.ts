@@ -1,9 +1,11 @@
 // The tsyncfs command line.
 import { promises as fs, openSync, closeSync } from 'fs'
 import path from 'path'
+import { isIPv4 } from 'net'
 import { spawn } from 'child_process'
 import { newReadWriteSecret, parseSecret, FolderKeys, SecretError } from '../secrets'
 import { parseHostPorts, HostPort } from '../swarm/network'
+import { startBootstrapNodes } from '../swarm/bootstrap-nodes'
 import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/daemon'
 import { defaultDataDir, mountKey } from '../daemon/paths'
 import { runSeed, SeedConfig } from '../daemon/seed'
@@ -15,6 +17,7 @@ import { checkFuseDevice, detach, isTsyncfsMount, loadFuse, prepareMountpoint } 
 import { UserError } from '../user-error'
 import { FlagSpec, parseArgs, Parsed } from './args'
 import { fromHelperForm } from './mount-options'
+import { withConfigFile } from './config-file'
 import { DISCOVERY_FLAGS, DISCOVERY_USAGE, discoveryConfig } from './discovery-options'
 import { parseSize } from '../cache/block-cache'
 
@@ -28,8 +31,10 @@ const MOUNT_FLAGS: FlagSpec = {
   'data-dir': 'string', bootstrap: 'string', bind: 'string', foreground: 'boolean',
   'read-timeout': 'string', 'allow-other': 'boolean', ro: 'boolean',
   uid: 'string', gid: 'string', umask: 'string', 'cache-size': 'string', 'keep-all': 'boolean', help: 'boolean',
-  ...DISCOVERY_FLAGS
+  config: 'string', ...DISCOVERY_FLAGS
 }
+
+const SEED_FLAGS: FlagSpec = { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean', relay: 'boolean', config: 'string', ...DISCOVERY_FLAGS }
 
 const COMMANDS: Record<string, Command> = {
   new: {
@@ -66,6 +71,7 @@ const COMMANDS: Record<string, Command> = {
       '  --keep-all            keep a full local copy of everything (no eviction)',
       '  --uid N, --gid N      owner shown for every file (default: the caller)',
       '  --umask OCTAL         permission bits to hide from every mode',
+      '  --config FILE         defaults for these options (JSON; default $XDG_CONFIG_HOME/tsyncfs/config.json)',
       '  The form `tsyncfs SOURCE DIR -o data_dir=..,bootstrap=..,ro,...` (mount.fuse) works too.',
       '  --foreground          serve in this process, log to stderr'
     ].join('\n'),
@@ -74,7 +80,7 @@ const COMMANDS: Record<string, Command> = {
       if (positionals.length !== 2) throw new UserError('usage: tsyncfs mount <secret> <mountpoint> (see --help)', 2)
       const secretText = await readSecretText(positionals[0])
       const keys = parseOrExit(secretText)
-      const config = mountConfig(positionals[1], flags)
+      const config = mountConfig(positionals[1], await withConfigFile(flags, MOUNT_FLAGS))
       if (flags.foreground) return runForeground(keys, config)
       return runDetached(keys, secretText, config)
     }
@@ -118,12 +124,14 @@ const COMMANDS: Record<string, Command> = {
       '  Keeps a full replica of the folder and serves it, without mounting, until stopped.',
       '  Any kind of secret works; with the encrypted one the replica stays ciphertext.',
       '  --relay               also relay (blindly) between devices of the folder that cannot holepunch',
+      '  --config FILE         defaults for these options (as for mount)',
       ...DISCOVERY_USAGE
     ].join('\n'),
-    flags: { 'data-dir': 'string', bootstrap: 'string', bind: 'string', help: 'boolean', relay: 'boolean', ...DISCOVERY_FLAGS },
-    async run({ positionals, flags }) {
+    flags: SEED_FLAGS,
+    async run({ positionals, flags: given }) {
       if (positionals.length !== 1) throw new UserError('usage: tsyncfs seed <secret> (see --help)', 2)
       const keys = await readSecret(positionals[0])
+      const flags = await withConfigFile(given, SEED_FLAGS)
       const stop = await runSeed(keys, { ...commonConfig(flags), relay: flags.relay === true }, makeLogger())
       console.log(`seeding ${keys.folderId} (${keys.kind})`)
       const exit = () => stop().then(() => process.exit(0), () => process.exit(1))
@@ -164,18 +172,17 @@ const COMMANDS: Record<string, Command> = {
   },
   web: webCommand,
   bootstrap: {
-    usage: 'tsyncfs bootstrap [--host 127.0.0.1] [--port 49737] [--nodes 3]\n  Runs DHT bootstrap nodes for a private network, until stopped.',
+    usage: 'tsyncfs bootstrap [--host 127.0.0.1] [--port 49737] [--nodes 5]\n  Runs DHT bootstrap nodes for a private network, until stopped. --host: the IPv4\n  address devices reach this host at; at least 3 nodes (devices classify their NAT with them).',
     flags: { host: 'string', port: 'string', nodes: 'string', help: 'boolean' },
     async run({ flags }) {
       const host = String(flags.host ?? '127.0.0.1')
       const port = Number(flags.port ?? 49737)
-      const nodes = Number(flags.nodes ?? 3)
+      const nodes = Number(flags.nodes ?? 5)
+      if (!isIPv4(host)) throw new UserError(`bad --host "${host}": expected the IPv4 address devices reach this host at`, 2)
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`bad port "${flags.port}"`, 2)
-      if (!Number.isInteger(nodes) || nodes < 1) throw new UserError(`bad node count "${flags.nodes}"`, 2)
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const createTestnet = require('hyperdht/testnet') as (n: number, o: { host: string; port: number }) => Promise<{ destroy(): Promise<void>; bootstrap: HostPort[] }>
-      const net = await createTestnet(nodes, { host, port })
-      console.log(`bootstrap node listening on ${net.bootstrap.map((b) => `${b.host}:${b.port}`).join(',')}`)
+      if (!Number.isInteger(nodes) || nodes < 3) throw new UserError(`bad node count "${flags.nodes}": at least 3 (devices classify their NAT with 3)`, 2)
+      const net = await startBootstrapNodes(host, port, nodes)
+      console.log(`bootstrap node listening on ${net.addresses.map((b) => `${b.host}:${b.port}`).join(',')}`)
       const stop = () => net.destroy().then(() => process.exit(0))
       process.on('SIGTERM', stop)
       process.on('SIGINT', stop)

@@ -9,7 +9,7 @@ const KEYS: Record<string, string> = {
   data_dir: 'data-dir', bootstrap: 'bootstrap', bind: 'bind', read_timeout: 'read-timeout',
   uid: 'uid', gid: 'gid', umask: 'umask', ro: 'ro', allow_other: 'allow-other', foreground: 'foreground',
   cache_size: 'cache-size', keep_all: 'keep-all',
-  no_dht: 'no-dht', no_lan: 'no-lan', lan: 'lan', peer: 'peer', listen: 'listen', force_relay: 'force-relay'
+  config: 'config', dht: 'dht', no_dht: 'no-dht', no_lan: 'no-lan', lan: 'lan', peer: 'peer', listen: 'listen', force_relay: 'force-relay'
 }
 
 export function parseMountOptions(text: string): Record<string, string | boolean> {

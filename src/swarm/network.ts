@@ -278,12 +278,21 @@ function createDht(opts: NetworkOptions, extra: { firewalled?: boolean } = {}): 
   return new HyperDHT({
     ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
     ...(opts.bind ? { host: opts.bind } : {}),
-    // A node bound to loopback is reachable by every peer that can reach it at all;
-    // left "firewalled", hyperdht tries to holepunch over loopback and the first
-    // connection stalls until its 15 s timeout (measured here).
-    ...(opts.bind && isLoopback(opts.bind) ? { firewalled: false } : {}),
+    ...reachability(opts),
     ...extra
   })
+}
+
+/** What the DHT node tells peers of its reachability, which decides how they connect. */
+function reachability(opts: NetworkOptions): { firewalled?: boolean; ephemeral?: boolean; quickFirewall?: boolean } {
+  // A node that says it is reachable ("open") is connected to directly, by both sides,
+  // without a relay, however unreachable it turns out to be. Forced to relay, it never says so.
+  if (opts.forceRelay) return { ephemeral: true, quickFirewall: false }
+  // A node bound to loopback is reachable by every peer that can reach it at all;
+  // left "firewalled", hyperdht tries to holepunch over loopback and the first
+  // connection stalls until its 15 s timeout (measured here).
+  if (opts.bind && isLoopback(opts.bind)) return { firewalled: false }
+  return {}
 }
 
 function dialerKey(conn: PeerConnection): Buffer {

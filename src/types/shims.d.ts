@@ -141,9 +141,10 @@ declare module 'hyperswarm' {
 declare module 'hyperdht' {
   interface Node { host: string; port: number }
   class HyperDHT {
-    constructor(opts?: { bootstrap?: Array<string | Node>; host?: string; port?: number; ephemeral?: boolean; firewalled?: boolean })
-    static bootstrapper(port: number, host: string, opts?: unknown): HyperDHT
+    constructor(opts?: { bootstrap?: Array<string | Node>; host?: string; port?: number; ephemeral?: boolean; firewalled?: boolean; quickFirewall?: boolean })
+    static bootstrapper(port: number, host: string, opts?: { host?: string }): HyperDHT
     ready(): Promise<void>
+    fullyBootstrapped(): Promise<void>
     destroy(): Promise<void>
     address(): { host: string; port: number }
     connect(remotePublicKey: Buffer): HyperDHT.Socket
