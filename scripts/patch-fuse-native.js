@@ -48,7 +48,9 @@ for (const [from, to] of PATCHES) {
 }
 if (text !== original) fs.writeFileSync(source, text)
 
-if (text !== original || !fs.existsSync(built)) {
+// Also when an earlier rebuild failed after the source was patched: the addon is older.
+const stale = !fs.existsSync(built) || fs.statSync(built).mtimeMs < fs.statSync(source).mtimeMs
+if (text !== original || stale) {
   execFileSync('npm', ['rebuild', 'fuse-native'], {
     stdio: 'inherit',
     cwd: path.join(__dirname, '..'),

@@ -268,8 +268,11 @@ test('relayed connections: devices that cannot reach each other connect through 
   await waitFor(() => node.output.includes('listening'), { message: 'the bootstrap node' })
   const bootstrap = `${r.ip}:49737`
   const secret = await newSecret()
+  // The relay holds only the encrypted secret: it can store and forward, never read.
+  const { encrypted } = JSON.parse((await exec(process.execPath, [BIN, 'secrets', secret, '--json'])).stdout)
+  t.ok(encrypted.startsWith('tsen-'), 'the relay runs with the encrypted secret')
   const seedDir = path.join(RUN_DIR, `${process.pid}-relay-seed`)
-  const seed = spawnIn(t, r, process.execPath, [BIN, 'seed', secret, '--data-dir', seedDir, '--relay', '--bootstrap', bootstrap],
+  const seed = spawnIn(t, r, process.execPath, [BIN, 'seed', encrypted, '--data-dir', seedDir, '--relay', '--bootstrap', bootstrap],
     { env: { ...process.env, TSYNCFS_BIND: '', TSYNCFS_LAN: '0' } })
   await waitFor(() => seed.output.includes('relaying for'), { timeout: 60000, message: 'the relay' })
 

@@ -61,7 +61,7 @@ export class Folder extends EventEmitter {
   private readonly mutex = new Mutex()
   private readonly staging: StagingArea
   private readonly committing = new Map<StagedFile, Promise<void>>()
-  private readonly pendingCommits: Array<{ staged: StagedFile; resolve: () => void; reject: (err: unknown) => void }> = []
+  private readonly pendingCommits: Array<{ staged: StagedFile; evenIfOpen: boolean; resolve: () => void; reject: (err: unknown) => void }> = []
   private readonly handles = new Map<number, Handle>()
   private readonly staged = new Map<string, StagedFile>()
   private nextFd = 1
@@ -123,7 +123,7 @@ export class Folder extends EventEmitter {
     // Closed files still waiting for their commit, and files held without a handle (a
     // truncate waiting for its open), are committed too.
     for (const staged of [...this.staged.values()]) {
-      await this.commit(staged).then(() => this.retire(staged), (err) => this.emit('warning', err))
+      await this.commit(staged, true).then(() => this.retire(staged)).catch((err) => this.emit('warning', err))
     }
     await this.staging.close().catch((err) => this.emit('warning', err))
     if (this.pinRefresh) clearTimeout(this.pinRefresh)
@@ -289,7 +289,7 @@ export class Folder extends EventEmitter {
   /** fsync(2): the bytes are in this device's log when it returns. */
   async fsync(fd: number): Promise<void> {
     const h = this.handle(fd)
-    if (h.staged) await this.commit(h.staged)
+    if (h.staged) await this.commit(h.staged, true)
   }
 
   async release(fd: number): Promise<void> {
@@ -315,6 +315,8 @@ export class Folder extends EventEmitter {
     const existing = this.staged.get(p)
     if (existing) {
       existing.refs++
+      // A commit reading it (a closed file's background commit) finishes first.
+      await this.committing.get(existing)?.catch(() => {})
       if (truncate && existing.size > 0) await existing.truncate(0)
       return existing
     }
@@ -402,11 +404,11 @@ export class Folder extends EventEmitter {
   /** Appends the staged bytes to this device's blob core and records the new version.
    *  Commits that arrive while another runs are grouped into one (group commit): many
    *  small files cost one storage write and one log batch, not two each. */
-  private commit(staged: StagedFile): Promise<void> {
+  private commit(staged: StagedFile, evenIfOpen = false): Promise<void> {
     // Nothing new to write (a release after a flush): wait only for a commit under way.
     if (!staged.dirty) return this.committing.get(staged) ?? Promise.resolve()
     const done = new Promise<void>((resolve, reject) => {
-      this.pendingCommits.push({ staged, resolve, reject })
+      this.pendingCommits.push({ staged, evenIfOpen, resolve, reject })
       if (this.pendingCommits.length === 1) this.mutex.run(() => this.commitPending()).catch(() => {})
     })
     this.committing.set(staged, done)
@@ -417,17 +419,23 @@ export class Folder extends EventEmitter {
 
   private async commitPending(): Promise<void> {
     const waiting = this.pendingCommits.splice(0)
-    const files = [...new Set(waiting.map((w) => w.staged))].filter((s) => s.dirty && !s.unlinked)
+    const forced = new Set(waiting.filter((w) => w.evenIfOpen).map((w) => w.staged))
+    // A file open again for writing is committed at its next close (or fsync), not in a
+    // state half rewritten.
+    const files = [...new Set(waiting.map((w) => w.staged))].filter((s) => s.dirty && !s.unlinked && (s.refs <= 0 || forced.has(s)))
+    const sizes = files.map((staged) => staged.size)
     for (const staged of files) staged.dirty = false
     try {
       const stored = files.length === 0 ? [] : await this.content.appendFiles(this.requireBlobs(),
-        files.map((staged) => staged.size > 0 ? staged.chunks(BLOCK_SIZE) : null))
+        files.map((staged, i) => sizes[i] > 0 ? staged.chunks(BLOCK_SIZE, sizes[i]) : null))
       const changes = files.map((staged, i): [string, EntryFields] => [staged.path, {
-        type: 'file', mode: staged.mode, mtime: staged.mtime, size: staged.size,
+        type: 'file', mode: staged.mode, mtime: staged.mtime, size: sizes[i],
         content: stored[i]?.ref ?? null, hash: stored[i]?.hash ?? EMPTY_HASH
       }])
       const written = await this.writeEntries(changes, new Map(files.map((staged) => [staged.path, staged.base])))
       files.forEach((staged, i) => { staged.base = written[i].vv })
+      // Its journal record is void now, unless it changed meanwhile (written again at close).
+      for (const staged of files) if (!staged.dirty) await staged.committed()
       for (const w of waiting) w.resolve()
     } catch (err) {
       for (const staged of files) staged.dirty = true // a later flush may still succeed (after space was freed)
@@ -464,6 +472,7 @@ export class Folder extends EventEmitter {
       if (staged) {
         staged.unlinked = true
         this.staged.delete(p)
+        await staged.committed() // nothing of it may come back after a crash
       }
       await this.writeEntries([[p, tombstone(entry)]])
     })
@@ -501,8 +510,8 @@ export class Folder extends EventEmitter {
     if (entry.type === 'dir') fail('EISDIR', p)
     if (size < 0) fail('EINVAL', p)
     const open = this.staged.get(p)
-    if (open) return open.truncate(size)
-    if (size === entry.size) return
+    if (open && open.refs > 0) return open.truncate(size) // committed at its close
+    if (!open && size === entry.size) return
     const staged = await this.stage(p, size === 0)
     await staged.truncate(size)
     if (size > 0) return this.unstage(staged)
@@ -546,7 +555,7 @@ export class Folder extends EventEmitter {
       this.staged.delete(p)
       staged.path = dst + p.slice(src.length)
       this.staged.set(staged.path, staged)
-      await staged.renamed()
+      await staged.renamed().catch((err) => this.emit('warning', new Error(`journal of ${staged.path}: ${(err as Error).message}`)))
     }
     for (const h of this.handles.values()) {
       if (h.path === src || h.path.startsWith(src + '/')) h.path = dst + h.path.slice(src.length)

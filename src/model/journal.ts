@@ -12,6 +12,11 @@ export interface JournalRecord {
   base: VersionVector
 }
 
+interface VoidRecord {
+  name: string
+  void: true
+}
+
 export class WriteBackJournal {
   private fh: fs.FileHandle | null = null
   // Appends and truncations run in order: a truncation must never overtake a record.
@@ -20,15 +25,22 @@ export class WriteBackJournal {
 
   constructor(private readonly file: string) {}
 
-  /** The records a previous run left, the newest for each staging file. A record torn by
-   *  a crash does not parse and is skipped, like a file that was never closed. */
+  /** The records a previous run left, the newest for each staging file, oldest first. A
+   *  record torn by a crash does not parse and is skipped, like a file never closed. */
   async previous(): Promise<Map<string, JournalRecord>> {
     const records = new Map<string, JournalRecord>()
-    const text = await fs.readFile(this.file, 'utf8').catch(() => '')
+    let text = ''
+    try {
+      text = await fs.readFile(this.file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err // never lose records silently
+    }
     for (const line of text.split('\n')) {
       try {
-        const record = JSON.parse(line) as JournalRecord
-        if (typeof record.name === 'string' && typeof record.path === 'string') records.set(record.name, record)
+        const record = JSON.parse(line) as JournalRecord | VoidRecord
+        if (typeof record.name !== 'string') continue
+        records.delete(record.name) // re-inserted: the map's order is that of the newest records
+        if ('path' in record && typeof record.path === 'string') records.set(record.name, record)
       } catch {
         // torn or empty line
       }
@@ -36,10 +48,12 @@ export class WriteBackJournal {
     return records
   }
 
-  /** Starts an empty journal: call after reading previous() and before any record(). */
-  async open(): Promise<void> {
+  /** Opens the journal for new records after reading previous(); the records of `pending`
+   *  (files still to commit) stay until those are done, the rest with them. */
+  async open(pending: string[]): Promise<void> {
     this.fh = await fs.open(this.file, 'a', 0o600)
-    await this.fh.truncate(0)
+    for (const name of pending) this.pending.add(name)
+    if (this.pending.size === 0) await this.fh.truncate(0)
   }
 
   record(record: JournalRecord): Promise<void> {
@@ -47,10 +61,13 @@ export class WriteBackJournal {
     return this.enqueue((fh) => fh.write(JSON.stringify(record) + '\n'))
   }
 
-  /** The file `name` is committed or dropped: its record is void. */
+  /** The file `name` is committed or deleted: its record is void (the staging file may
+   *  outlive it, held open by another handle). */
   done(name: string): Promise<void> {
-    if (!this.pending.delete(name) || this.pending.size > 0) return Promise.resolve()
-    return this.enqueue((fh) => fh.truncate(0))
+    if (!this.pending.delete(name)) return Promise.resolve()
+    if (this.pending.size === 0) return this.enqueue((fh) => fh.truncate(0))
+    const voided: VoidRecord = { name, void: true }
+    return this.enqueue((fh) => fh.write(JSON.stringify(voided) + '\n'))
   }
 
   async close(): Promise<void> {

@@ -30,20 +30,16 @@ export class StagingArea {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 })
     if (!recover) return []
     const records = await this.journal.previous()
-    await this.journal.open()
+    const names = new Set(await fs.readdir(this.dir))
     const recovered: StagedFile[] = []
-    for (const name of await fs.readdir(this.dir)) {
-      const record = records.get(name)
-      if (!record) {
-        await fs.rm(path.join(this.dir, name), { force: true, recursive: true })
-        continue
-      }
-      const { size } = await fs.stat(path.join(this.dir, name))
-      const staged = new StagedFile(this, name, record.path, record.mode, record.mtime, size, record.base)
-      staged.dirty = true
-      await staged.writeJournal() // the journal was emptied: a second crash must still find it
-      recovered.push(staged)
+    // In the journal's order: of two closed versions of one path, the later is committed last.
+    for (const record of records.values()) {
+      if (!names.delete(record.name)) continue
+      const { size } = await fs.stat(this.fileOf(record.name))
+      recovered.push(StagedFile.fromJournal(this, record, size))
     }
+    for (const name of names) await fs.rm(this.fileOf(name), { force: true, recursive: true })
+    await this.journal.open(recovered.map((s) => s.nameInArea))
     return recovered
   }
 
@@ -76,6 +72,7 @@ export class StagedFile {
   unlinked = false
   private journaled = false
   private journalFresh = false // the journal's record describes the current bytes
+  private recording: Promise<void> = Promise.resolve() // the last record's append
   private fh: Promise<fs.FileHandle> | null
   private busy = 0
   private closeWhenIdle = false
@@ -83,7 +80,7 @@ export class StagedFile {
 
   constructor(
     private readonly area: StagingArea,
-    private readonly name: string,
+    readonly nameInArea: string,
     public path: string,
     public mode: number,
     public mtime: number,
@@ -94,6 +91,15 @@ export class StagedFile {
     fh: fs.FileHandle | null = null
   ) {
     this.fh = fh ? Promise.resolve(fh) : null
+  }
+
+  /** A closed file of a previous run; its record stays (a second crash must find it too). */
+  static fromJournal(area: StagingArea, record: JournalRecord, size: number): StagedFile {
+    const staged = new StagedFile(area, record.name, record.path, record.mode, record.mtime, size, record.base)
+    staged.dirty = true
+    staged.journaled = true
+    staged.journalFresh = true
+    return staged
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -123,24 +129,34 @@ export class StagedFile {
   }
 
   /** The staged bytes in chunks of exactly `blockSize` (the last may be shorter). */
-  async *chunks(blockSize: number): AsyncGenerator<Buffer> {
-    for (let offset = 0; offset < this.size; offset += blockSize) {
-      yield await this.read(offset, blockSize)
+  async *chunks(blockSize: number, size: number): AsyncGenerator<Buffer> {
+    for (let offset = 0; offset < size; offset += blockSize) {
+      yield await this.read(offset, Math.min(blockSize, size - offset))
     }
   }
 
   /** Records the file as closed and not yet committed (replayed after a crash); again
    *  after a rename, so that a replay commits it under its new name. */
-  async writeJournal(): Promise<void> {
-    if (this.journalFresh) return
+  writeJournal(): Promise<void> {
+    if (this.journalFresh) return this.recording // another close wrote it: wait until it is on disk
     this.journaled = true
     this.journalFresh = true
-    await this.area.record({ name: this.name, path: this.path, mode: this.mode, mtime: this.mtime, base: this.base })
+    this.recording = this.area.record({ name: this.nameInArea, path: this.path, mode: this.mode, mtime: this.mtime, base: this.base })
+    this.recording.catch(() => { this.journalFresh = false })
+    return this.recording
   }
 
   async renamed(): Promise<void> {
     this.journalFresh = false
     if (this.journaled) await this.writeJournal()
+  }
+
+  /** Committed (or deleted): its journal record is void. */
+  async committed(): Promise<void> {
+    if (!this.journaled) return
+    this.journaled = false
+    this.journalFresh = false
+    await this.area.forget(this.nameInArea)
   }
 
   /** Nothing holds the file now; its commit may still read it. Past MAX_IDLE_OPEN such
@@ -157,8 +173,8 @@ export class StagedFile {
 
   async discard(): Promise<void> {
     await this.closeHandle().catch(() => {})
-    await fs.unlink(this.area.fileOf(this.name)).catch(() => {})
-    await this.area.forget(this.name)
+    await fs.unlink(this.area.fileOf(this.nameInArea)).catch(() => {})
+    await this.committed()
   }
 
   private async closeHandle(): Promise<void> {
@@ -178,7 +194,11 @@ export class StagedFile {
   private async using<T>(op: (fh: fs.FileHandle) => Promise<T>): Promise<T> {
     this.busy++
     try {
-      this.fh ??= fs.open(this.area.fileOf(this.name), 'r+')
+      if (!this.fh) {
+        const opening = fs.open(this.area.fileOf(this.nameInArea), 'r+')
+        this.fh = opening
+        opening.catch(() => { if (this.fh === opening) this.fh = null }) // EMFILE may pass
+      }
       return await op(await this.fh)
     } finally {
       if (--this.busy === 0 && this.closeWhenIdle) {
@@ -190,6 +210,7 @@ export class StagedFile {
 
   private touch(): void {
     this.dirty = true
+    this.mtime = Date.now()
     this.journalFresh = false
   }
 }
