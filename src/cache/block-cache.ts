@@ -36,6 +36,10 @@ export class BlockCache {
   private saveTimer: NodeJS.Timeout | null = null
   private evicting: Promise<void> | null = null
   private evictAgain = false // blocks arrived while evicting: check the limit again after
+  // Compaction is slow under load; it runs apart from eviction so that blocks arriving
+  // meanwhile are still evicted and the cache stays near its limit.
+  private compacting: Promise<void> | null = null
+  private readonly toCompact = new Set<string>()
 
   constructor(
     private readonly file: string,
@@ -121,7 +125,7 @@ export class BlockCache {
     }
     this.evicting = this.evict().catch(this.onError).finally(() => {
       this.evicting = null
-      // Blocks that arrived during the eviction (or its compaction) were not evicted.
+      // Blocks that arrived during the eviction were not evicted.
       const again = this.evictAgain && this.total > this.limit
       this.evictAgain = false
       if (again) this.evictSoon()
@@ -144,11 +148,23 @@ export class BlockCache {
       this.total -= record.bytes
     }
     this.changed()
-    await this.backend.compact([...cleared])
+    this.compactSoon(cleared)
+  }
+
+  private compactSoon(cores: Set<string>): void {
+    for (const core of cores) this.toCompact.add(core)
+    if (this.compacting || this.toCompact.size === 0) return
+    const batch = [...this.toCompact]
+    this.toCompact.clear()
+    this.compacting = this.backend.compact(batch).catch(this.onError).finally(() => {
+      this.compacting = null
+      this.compactSoon(new Set())
+    })
   }
 
   async close(): Promise<void> {
     await this.evicting
+    while (this.compacting) await this.compacting
     this.dirty = true
     await this.save()
   }
