@@ -50,6 +50,13 @@ const O_ACCMODE = 3
 const O_TRUNC = 0o1000
 const TRUNCATE_HOLD_MS = 500
 const EMPTY_HASH = createHash('sha256').digest('hex')
+/** Files committed together at most: bounds the memory one commit holds. */
+const MAX_GROUP_COMMIT = 256
+/** Closed files waiting for their commit beyond which close(2) waits for the commits ahead
+ *  (like the kernel's dirty page limit): bounds the backlog's memory and journal. */
+const MAX_QUEUED_COMMITS = 1024
+
+interface QueuedCommit { evenIfOpen: boolean; done: Promise<void>; resolve: () => void; reject: (err: unknown) => void }
 
 export class Folder extends EventEmitter {
   readonly index = new MergedIndex()
@@ -61,7 +68,9 @@ export class Folder extends EventEmitter {
   private readonly mutex = new Mutex()
   private readonly staging: StagingArea
   private readonly committing = new Map<StagedFile, Promise<void>>()
-  private readonly pendingCommits: Array<{ staged: StagedFile; evenIfOpen: boolean; resolve: () => void; reject: (err: unknown) => void }> = []
+  /** Closed files waiting for a group commit, in the order they were closed. */
+  private readonly queuedCommits = new Map<StagedFile, QueuedCommit>()
+  private commitScheduled = false
   private readonly handles = new Map<number, Handle>()
   private readonly staged = new Map<string, StagedFile>()
   private nextFd = 1
@@ -358,6 +367,7 @@ export class Folder extends EventEmitter {
       await staged.writeJournal().catch((err) => this.emit('warning', new Error(`journal of ${staged.path}: ${(err as Error).message}`)))
     }
     this.commitInBackground(staged)
+    if (this.queuedCommits.size > MAX_QUEUED_COMMITS) await this.commit(staged).catch(() => {})
   }
 
   private commitInBackground(staged: StagedFile, retryMs = 0): void {
@@ -407,22 +417,42 @@ export class Folder extends EventEmitter {
   private commit(staged: StagedFile, evenIfOpen = false): Promise<void> {
     // Nothing new to write (a release after a flush): wait only for a commit under way.
     if (!staged.dirty) return this.committing.get(staged) ?? Promise.resolve()
-    const done = new Promise<void>((resolve, reject) => {
-      this.pendingCommits.push({ staged, evenIfOpen, resolve, reject })
-      if (this.pendingCommits.length === 1) this.mutex.run(() => this.commitPending()).catch(() => {})
-    })
+    const queued = this.queuedCommits.get(staged)
+    if (queued) {
+      queued.evenIfOpen ||= evenIfOpen
+      return queued.done
+    }
+    let settle: Pick<QueuedCommit, 'resolve' | 'reject'> | null = null
+    const done = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
+    this.queuedCommits.set(staged, { evenIfOpen, done, ...settle! })
+    this.scheduleCommit()
     this.committing.set(staged, done)
     const forget = (): void => { if (this.committing.get(staged) === done) this.committing.delete(staged) }
     done.then(forget, forget)
     return done
   }
 
-  private async commitPending(): Promise<void> {
-    const waiting = this.pendingCommits.splice(0)
-    const forced = new Set(waiting.filter((w) => w.evenIfOpen).map((w) => w.staged))
+  private scheduleCommit(): void {
+    if (this.commitScheduled) return
+    this.commitScheduled = true
+    this.mutex.run(() => this.commitQueued()).catch(() => {})
+  }
+
+  private async commitQueued(): Promise<void> {
+    this.commitScheduled = false
+    // A bounded group: thousands of small files closed at once would otherwise become one
+    // batch held in memory whole (8,000 files: 170 MiB of heap).
+    const batch: Array<[StagedFile, QueuedCommit]> = []
+    for (const item of this.queuedCommits) {
+      if (batch.length >= MAX_GROUP_COMMIT) break
+      batch.push(item)
+    }
+    for (const [staged] of batch) this.queuedCommits.delete(staged)
+    if (this.queuedCommits.size) this.scheduleCommit()
+    const waiting = batch.map(([, queued]) => queued)
     // A file open again for writing is committed at its next close (or fsync), not in a
     // state half rewritten.
-    const files = [...new Set(waiting.map((w) => w.staged))].filter((s) => s.dirty && !s.unlinked && (s.refs <= 0 || forced.has(s)))
+    const files = batch.filter(([s, q]) => s.dirty && !s.unlinked && (s.refs <= 0 || q.evenIfOpen)).map(([s]) => s)
     const sizes = files.map((staged) => staged.size)
     for (const staged of files) staged.dirty = false
     try {
