@@ -4,13 +4,14 @@ import { promises as fs, constants } from 'fs'
 import path from 'path'
 import net from 'net'
 import Corestore from 'corestore'
-import Hypercore from 'hypercore'
 import { FolderKeys } from '../secrets'
 import { Folder } from '../model/folder'
 import { Discovery, FolderNetwork, HostPort } from '../swarm/network'
 import { FolderMount, checkFuseDevice, fuseNativePatched, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { folderDir } from './paths'
+import { openStore } from './store'
+import { useFrugalHeap } from './heap'
 import { isAlive, register, registrationPaths, registrations, serve, unregister } from './control'
 import { TransferMeter } from './transfer-meter'
 import { ActivityLog } from './activity'
@@ -89,6 +90,7 @@ export class Daemon {
   async start(): Promise<void> {
     if (this.keys.kind === 'encrypted') throw new UserError('an encrypted secret cannot be mounted: it cannot read names or contents (use it with seed)', 2)
     loadFuse()
+    useFrugalHeap()
     if (!fuseNativePatched()) this.log('warning: fuse-native was installed without its patch (npm ran no install scripts): utimens will set mtimes wrong; see README, "Installing"')
     await checkFuseDevice()
     this.mountpoint = await prepareMountpoint(this.config.mountpoint)
@@ -104,9 +106,7 @@ export class Daemon {
 
   private async startParts(): Promise<void> {
     const { keys, config, log } = this
-    // RocksDB's memtable (and so its WAL) is 64 MiB by default, and a flush holds it twice on
-    // disk for a moment: more than the cache's stated overhead. 8 MiB keeps that small.
-    this.store = new Corestore(Hypercore.defaultStorage(path.join(this.dir, 'cores'), { writeBufferSize: 8 * 1024 * 1024 }))
+    this.store = openStore(this.dir)
     await this.store.ready()
     this.meter.attach(this.store)
     this.folder = new Folder({ store: this.store, keys, dir: this.dir, readTimeoutMs: config.readTimeoutSec * 1000, readOnly: config.readOnly,

@@ -1,11 +1,11 @@
 // `tsyncfs seed`: no mount, a full replica of the folder kept and served, so the folder
 // stays available while the devices sleep. Works with every kind of secret.
-import path from 'path'
-import Corestore from 'corestore'
 import { FolderKeys } from '../secrets'
 import { Replica } from '../swarm/replica'
 import { Discovery, FolderNetwork, HostPort } from '../swarm/network'
 import { Logger, lockFolderDir, prepareFolderDir } from './daemon'
+import { openStore } from './store'
+import { useFrugalHeap } from './heap'
 
 export interface SeedConfig {
   dataDir: string
@@ -18,7 +18,8 @@ export interface SeedConfig {
 export async function runSeed(keys: FolderKeys, config: SeedConfig, log: Logger): Promise<() => Promise<void>> {
   const dir = await prepareFolderDir(config.dataDir, keys)
   const unlock = await lockFolderDir(dir, keys.folderId)
-  const store = new Corestore(path.join(dir, 'cores'))
+  useFrugalHeap()
+  const store = openStore(dir)
   const replica = new Replica(store, keys, dir)
   replica.on('warning', (err: Error) => log(`warning: ${err.message}`))
   replica.on('member', () => log(`seeding ${replica.allCertificates().length} member(s)`))

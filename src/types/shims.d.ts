@@ -58,7 +58,7 @@ declare module 'corestore' {
     keyPair?: unknown
   }
   class Corestore {
-    constructor(storage: string | object, opts?: { primaryKey?: Buffer; readOnly?: boolean })
+    constructor(storage: string | object, opts?: { primaryKey?: Buffer; readOnly?: boolean; globalCache?: import('rache') })
     storage: { compact(): Promise<void> }
     ready(): Promise<void>
     close(): Promise<void>
@@ -253,4 +253,12 @@ declare module 'blind-relay' {
     accept(stream: unknown, opts: { id: Buffer }): Session
     close(): Promise<void>
   }
+}
+
+declare module 'rache' {
+  /** The LRU that hyperbee keeps its decoded keys and nodes in; shared when given to Corestore. */
+  class Rache {
+    constructor(opts?: { maxSize?: number })
+  }
+  export = Rache
 }
