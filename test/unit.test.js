@@ -473,3 +473,17 @@ test('staging: closed files survive a crash through the journal, in order, and o
   a = area()
   t.alike(await a.open(true), [], 'and nothing comes back')
 })
+
+test('ReadAhead: a seek asks for the next blocks at once; a sequential read doubles the window up to its bound', async (t) => {
+  const { ReadAhead, MIN_WINDOW, MAX_WINDOW } = require('../dist/cache/read-ahead')
+  const B = 256 * 1024
+  const ra = new ReadAhead()
+  t.alike(ra.observe(512 * B, 128 * 1024, B, 4096), [513, 513 + MIN_WINDOW], 'a read after a seek prefetches the smallest window')
+  t.is(ra.observe(512 * B + 128 * 1024, 128 * 1024, B, 4096), null, 'the rest of the first block: already asked for')
+  t.alike(ra.observe(513 * B, 128 * 1024, B, 4096), [513 + MIN_WINDOW, 514 + 2 * MIN_WINDOW], 'the next block: a window twice as large, beyond what was asked')
+  let last = null
+  for (let i = 4; i < 200; i++) last = ra.observe(512 * B + i * 128 * 1024, 128 * 1024, B, 4096) ?? last
+  t.ok(last[1] - Math.floor((512 * B + 200 * 128 * 1024 - 1) / B) - 1 <= MAX_WINDOW, 'the window stays within its bound')
+  t.alike(ra.observe(4095 * B, B, B, 4096), null, 'nothing to prefetch past the end')
+  t.alike(ra.observe(10 * B, 4096, B, 4096), [11, 11 + MIN_WINDOW], 'a seek back starts over')
+})

@@ -3,6 +3,7 @@
 // when the cache is over its limit. The bookkeeping is local (a file beside the cores) and
 // never replicated; the blocks themselves live in the cores.
 import { promises as fs } from 'fs'
+import { saveJson } from '../json-file'
 
 export interface CacheBackend {
   clear(core: string, index: number): Promise<void>
@@ -68,9 +69,7 @@ export class BlockCache {
     if (!this.dirty) return
     this.dirty = false
     const blocks = [...this.blocks].map(([key, b]) => [key, b.bytes, b.lastUse])
-    const tmp = this.file + '.tmp'
-    await fs.writeFile(tmp, JSON.stringify({ blocks, hits: this.hits, misses: this.misses }), { mode: 0o600 })
-    await fs.rename(tmp, this.file)
+    await saveJson(this.file, { blocks, hits: this.hits, misses: this.misses })
   }
 
   /** A block of another member's content arrived from a peer. */

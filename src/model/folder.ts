@@ -19,6 +19,7 @@ import { StagedFile, StagingArea } from './staging'
 import { Pins, PinProgress } from './pins'
 import { BlockCache, CacheStats } from '../cache/block-cache'
 import { bump, compare, VersionVector } from './version-vector'
+import { saveJson } from '../json-file'
 
 export interface Stat {
   type: EntryType
@@ -214,9 +215,7 @@ export class Folder extends EventEmitter {
   }
 
   private async saveCertificates(): Promise<void> {
-    const tmp = this.membersFile + '.tmp'
-    await fs.writeFile(tmp, JSON.stringify(this.allCertificates().map(toJson)), { mode: 0o600 })
-    await fs.rename(tmp, this.membersFile)
+    await saveJson(this.membersFile, this.allCertificates().map(toJson))
   }
 
   // --- reading ---

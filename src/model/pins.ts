@@ -6,6 +6,7 @@ import { BlockCache } from '../cache/block-cache'
 import { ContentStore } from './content'
 import { ContentRef } from './entry'
 import { MergedIndex } from './merged-index'
+import { saveJson } from '../json-file'
 
 export interface PinProgress {
   paths: string[]
@@ -53,9 +54,7 @@ export class Pins {
   async set(paths: Set<string>): Promise<void> {
     this.paths = paths
     if (this.keepAll) this.paths.add('/')
-    const tmp = this.file + '.tmp'
-    await fs.writeFile(tmp, JSON.stringify([...paths]), { mode: 0o600 })
-    await fs.rename(tmp, this.file)
+    await saveJson(this.file, [...paths])
     this.refresh()
   }
 

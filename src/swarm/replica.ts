@@ -9,6 +9,7 @@ import Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
 import { FolderKeys } from '../secrets'
 import { Certificate, fromJson, isValidCertificate, toJson } from '../model/certificates'
+import { saveJson } from '../json-file'
 
 export class Replica extends EventEmitter {
   private readonly certificates = new Map<string, Certificate>()
@@ -38,7 +39,7 @@ export class Replica extends EventEmitter {
     const hex = cert.driveKey.toString('hex')
     if (this.certificates.has(hex)) return false
     this.certificates.set(hex, cert)
-    await fs.writeFile(this.membersFile, JSON.stringify(this.allCertificates().map(toJson)), { mode: 0o600 })
+    await saveJson(this.membersFile, this.allCertificates().map(toJson))
     this.mirror(cert.driveKey).catch((err) => this.emit('warning', err))
     this.emit('member', cert)
     return true
