@@ -150,14 +150,14 @@ export class BlockCache {
     this.compactSoon(cleared)
   }
 
-  private compactSoon(cores: Set<string>): void {
+  private compactSoon(cores: Iterable<string>): void {
     for (const core of cores) this.toCompact.add(core)
     if (this.compacting || this.toCompact.size === 0) return
     const batch = [...this.toCompact]
     this.toCompact.clear()
     this.compacting = this.backend.compact(batch).catch(this.onError).finally(() => {
       this.compacting = null
-      this.compactSoon(new Set())
+      this.compactSoon([]) // cores that lost blocks meanwhile
     })
   }
 

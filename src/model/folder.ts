@@ -57,7 +57,7 @@ const MAX_GROUP_COMMIT = 256
  *  (like the kernel's dirty page limit): bounds the backlog's memory and journal. */
 const MAX_QUEUED_COMMITS = 1024
 
-interface QueuedCommit { evenIfOpen: boolean; done: Promise<void>; resolve: () => void; reject: (err: unknown) => void }
+interface QueuedCommit { evenIfOpen: boolean; resolve: () => void; reject: (err: unknown) => void }
 
 export class Folder extends EventEmitter {
   readonly index = new MergedIndex()
@@ -419,11 +419,9 @@ export class Folder extends EventEmitter {
     const queued = this.queuedCommits.get(staged)
     if (queued) {
       queued.evenIfOpen ||= evenIfOpen
-      return queued.done
+      return this.committing.get(staged)! // set below when it was queued
     }
-    let settle: Pick<QueuedCommit, 'resolve' | 'reject'> | null = null
-    const done = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
-    this.queuedCommits.set(staged, { evenIfOpen, done, ...settle! })
+    const done = new Promise<void>((resolve, reject) => { this.queuedCommits.set(staged, { evenIfOpen, resolve, reject }) })
     this.scheduleCommit()
     this.committing.set(staged, done)
     const forget = (): void => { if (this.committing.get(staged) === done) this.committing.delete(staged) }
