@@ -6,7 +6,7 @@
 const test = require('brittle')
 const path = require('path')
 const fs = require('fs').promises
-const { startTestnet, Device, newSecret, waitFor, sh } = require('./helpers')
+const { startTestnet, Device, newSecret, waitFor, sh, dataDirBytes } = require('./helpers')
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -31,10 +31,12 @@ async function localOf (d, rel) {
   return { local: Number(m[1]), size: Number(m[2]), text: res.stdout.trim() }
 }
 
-/** Apparent (du -sb) or allocated (du -sk, in bytes) size of a directory. */
+/** Size of a data dir (dataDirBytes: apparent, plain copies allocated) or its allocated
+ *  size (du -sk, in bytes). */
 async function du (dir, allocated = false) {
-  const res = await sh(allocated ? `du -sk ${JSON.stringify(dir)} | cut -f1` : `du -sb ${JSON.stringify(dir)} | cut -f1`)
-  return Number(res.stdout.trim()) * (allocated ? 1024 : 1)
+  if (!allocated) return dataDirBytes(dir)
+  const res = await sh(`du -sk ${JSON.stringify(dir)} | cut -f1`)
+  return Number(res.stdout.trim()) * 1024
 }
 
 /** Compares a file in a mount with its source in a child process; { ok, ms, out }. */
@@ -53,9 +55,9 @@ function sampler (d) {
   const disk = (async () => {
     while (!s.stopped) {
       // The total, and how much of it is RocksDB blob files and WAL.
-      const res = await sh(`du -sb ${JSON.stringify(d.dataDir)} | cut -f1; find ${JSON.stringify(d.dataDir)} -type f \\( -name '*.blob' -o -name '*.log' \\) -printf '%f %s\\n'`)
-      const [total, ...files] = res.stdout.trim().split('\n')
-      const n = Number(total)
+      const res = await sh(`find ${JSON.stringify(d.dataDir)} -type f \\( -name '*.blob' -o -name '*.log' \\) -printf '%f %s\\n'`)
+      const files = res.stdout.trim().split('\n').filter(Boolean)
+      const n = await dataDirBytes(d.dataDir)
       const sum = (ext) => files.filter((f) => f.split(' ')[0].endsWith(ext)).reduce((x, f) => x + Number(f.split(' ')[1]), 0)
       if (n > s.maxDisk) s.maxText = `${mib(n)}: blob files ${mib(sum('.blob'))}, WAL ${mib(sum('.log'))}`
       s.maxDisk = Math.max(s.maxDisk, n)

@@ -2,6 +2,9 @@
 // Unit tests of the pure parts: version vectors, the merge rules, conflict names, the
 // merged index and secrets. They use the compiled modules in dist/ (npx tsc -p . first).
 const test = require('brittle')
+const fsp = require('fs').promises
+const os = require('os')
+const path = require('path')
 const { compare, join, bump } = require('../dist/model/version-vector')
 const { resolve, conflictName, shortDevice } = require('../dist/model/resolve')
 const { MergedIndex } = require('../dist/model/merged-index')
@@ -430,9 +433,6 @@ test('secrets: typos, truncation and wrong prefixes are rejected', async (t) => 
 })
 
 test('staging: closed files survive a crash through the journal, in order, and only while uncommitted', async (t) => {
-  const os = require('os')
-  const fsp = require('fs').promises
-  const path = require('path')
   const { StagingArea } = require('../dist/model/staging')
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-staging-'))
   t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
@@ -486,4 +486,66 @@ test('ReadAhead: a seek asks for the next blocks at once; a sequential read doub
   t.ok(last[1] - Math.floor((512 * B + 200 * 128 * 1024 - 1) / B) - 1 <= MAX_WINDOW, 'the window stays within its bound')
   t.alike(ra.observe(4095 * B, B, B, 4096), null, 'nothing to prefetch past the end')
   t.alike(ra.observe(10 * B, 4096, B, 4096), [11, 11 + MIN_WINDOW], 'a seek back starts over')
+})
+
+test('PlainCopies: a copy reads back, a drop frees its space, a write overlapped by a drop is not kept', async (t) => {
+  const { PlainCopies } = require('../dist/cache/plain-copies')
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-plain-'))
+  t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
+  const SLOT = 64 * 1024
+  const copies = new PlainCopies(path.join(dir, 'plain'), SLOT)
+  await copies.open()
+  const block = require('crypto').randomBytes(SLOT)
+  t.ok(await copies.write('c', 3, block), 'a copy is written')
+  t.ok(copies.covers('c', 3, 3) && !copies.covers('c', 2, 3), 'covers knows which blocks have a copy')
+  const target = Buffer.alloc(1000)
+  t.is(await copies.read('c', 3 * SLOT + 500, target, 1000), 1000, 'a read at a position')
+  t.alike(target, block.subarray(500, 1500), 'returns the bytes of the copy')
+  const file = path.join(dir, 'plain', 'c')
+  const allocated = async () => (await fsp.stat(file)).blocks * 512
+  t.ok(await allocated() >= SLOT, 'the copy takes disk space')
+  await copies.drop('c', 3)
+  t.absent(copies.covers('c', 3, 3), 'a dropped block has no copy')
+  t.ok(await allocated() < SLOT, `and its space is freed (${await allocated()} bytes allocated)`)
+  const writing = copies.write('c', 5, block)
+  await copies.write('c', 6, block)
+  await copies.drop('c', 6)
+  t.ok((await writing) === true || !copies.covers('c', 5, 5), 'a write that a drop overlapped is kept only if it finished first')
+  await copies.close()
+  const reopened = new PlainCopies(path.join(dir, 'plain'), SLOT)
+  await reopened.open()
+  t.absent(reopened.covers('c', 5, 5), 'copies do not outlive the process')
+  await reopened.close()
+})
+
+test('BlockCache: plain copies count toward the limit, go with their blocks, and a pinned block loses only its copy', async (t) => {
+  const { BlockCache } = require('../dist/cache/block-cache')
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-cache-'))
+  t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
+  const calls = []
+  const backend = {
+    clear: async (core, index) => { calls.push(`clear ${core}:${index}`) },
+    dropCopy: async (core, index) => { calls.push(`dropCopy ${core}:${index}`) },
+    compact: async () => {}
+  }
+  const cache = new BlockCache(path.join(dir, 'cache.json'), 1000, backend, (err) => t.fail(err.message))
+  cache.added('c', 0, 300)
+  t.ok(cache.copied('c', 0, 300), 'a copy of a cached block is counted')
+  t.absent(cache.copied('c', 9, 300), 'a copy of a block not in the cache is refused')
+  let s = cache.stats()
+  t.is(s.localBytes, 300, 'localBytes counts the blocks')
+  t.is(s.copyBytes, 300, 'copyBytes the copies')
+  cache.added('c', 1, 300)
+  cache.setPinned(new Set(['c:1']))
+  t.absent(cache.copied('c', 1, 300), 'a pinned block gets no copy')
+  cache.setPinned(new Set())
+  t.ok(cache.copied('c', 1, 300), 'an unpinned one does')
+  cache.setPinned(new Set(['c:1'])) // pinned after it was read: it keeps a copy
+  cache.added('c', 2, 300) // 900 + 300 copy-less bytes: over the limit
+  await cache.evict()
+  s = cache.stats()
+  t.ok(s.localBytes + s.copyBytes <= 900, `evicted down to the low water (${s.localBytes} + ${s.copyBytes})`)
+  t.ok(calls[0] === 'clear c:0', `the least recently used block went first, with its copy (${calls.join(', ')})`)
+  t.ok(!calls.includes('clear c:1'), 'the pinned block stayed')
+  await cache.close()
 })

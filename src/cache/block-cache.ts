@@ -6,7 +6,10 @@ import { promises as fs } from 'fs'
 import { saveJson } from '../json-file'
 
 export interface CacheBackend {
+  /** Drops a block and its plain copy, if any. */
   clear(core: string, index: number): Promise<void>
+  /** Drops only the plain copy of a block. */
+  dropCopy(core: string, index: number): Promise<void>
   /** Returns the space of cleared blocks to the disk, for these cores only. */
   compact(cores: string[]): Promise<void>
 }
@@ -14,6 +17,8 @@ export interface CacheBackend {
 export interface CacheStats {
   limit: number
   localBytes: number
+  /** Plain copies of blocks for fast local reads; the limit counts them too. */
+  copyBytes: number
   pinnedBytes: number
   evictableBytes: number
   hits: number
@@ -21,7 +26,9 @@ export interface CacheStats {
   hitRate: number
 }
 
-interface BlockRecord { bytes: number; lastUse: number }
+/** `copy`: bytes of the block's plain copy; copies do not outlive the process, so they are
+ *  not saved. */
+interface BlockRecord { bytes: number; lastUse: number; copy: number }
 
 const SAVE_EVERY_MS = 2000
 /** Evict down to this share of the limit, so eviction runs in batches, not per block. */
@@ -30,7 +37,8 @@ const LOW_WATER = 0.9
 export class BlockCache {
   private readonly blocks = new Map<string, BlockRecord>()
   private pinned = new Set<string>()
-  private total = 0
+  private total = 0 // log blocks and plain copies
+  private copies = 0
   private hits = 0
   private misses = 0
   private dirty = false
@@ -56,7 +64,7 @@ export class BlockCache {
   async load(): Promise<void> {
     try {
       const saved = JSON.parse(await fs.readFile(this.file, 'utf8')) as { blocks: Array<[string, number, number]>; hits: number; misses: number }
-      for (const [key, bytes, lastUse] of saved.blocks) this.blocks.set(key, { bytes, lastUse })
+      for (const [key, bytes, lastUse] of saved.blocks) this.blocks.set(key, { bytes, lastUse, copy: 0 })
       this.total = [...this.blocks.values()].reduce((n, b) => n + b.bytes, 0)
       this.hits = saved.hits ?? 0
       this.misses = saved.misses ?? 0
@@ -77,10 +85,24 @@ export class BlockCache {
     const key = BlockCache.key(core, index)
     const old = this.blocks.get(key)
     if (old) this.total -= old.bytes
-    this.blocks.set(key, { bytes, lastUse: Date.now() })
+    this.blocks.set(key, { bytes, lastUse: Date.now(), copy: old?.copy ?? 0 })
     this.total += bytes
     this.changed()
     if (this.total > this.limit) this.evictSoon()
+  }
+
+  /** A plain copy of a cached block was written; false if the block is not (or no longer)
+   *  in the cache, and the copy should go. */
+  copied(core: string, index: number, bytes: number): boolean {
+    const key = BlockCache.key(core, index)
+    const record = this.blocks.get(key)
+    // Pinned blocks are not evicted, so their copies could not be either.
+    if (!record || this.pinned.has(key)) return false
+    this.total += bytes - record.copy
+    this.copies += bytes - record.copy
+    record.copy = bytes
+    if (this.total > this.limit) this.evictSoon()
+    return true
   }
 
   /** A read was served (hit) or had to wait for the network (miss). */
@@ -108,9 +130,10 @@ export class BlockCache {
     const lookups = this.hits + this.misses
     return {
       limit: this.limit,
-      localBytes: this.total,
+      localBytes: this.total - this.copies,
+      copyBytes: this.copies,
       pinnedBytes,
-      evictableBytes: this.total - pinnedBytes,
+      evictableBytes: this.total - this.copies - pinnedBytes,
       hits: this.hits,
       misses: this.misses,
       hitRate: lookups ? this.hits / lookups : 0
@@ -131,17 +154,26 @@ export class BlockCache {
     })
   }
 
-  /** Clears least recently used, unpinned blocks until the cache is under its low water. */
+  /** Clears least recently used, unpinned blocks until the cache is under its low water;
+   *  of a pinned block (pinned after it was read) only its plain copy goes. */
   async evict(): Promise<void> {
     if (this.total <= this.limit) return
     const target = this.limit * LOW_WATER
-    const candidates = [...this.blocks].filter(([key]) => !this.pinned.has(key)).sort((a, b) => a[1].lastUse - b[1].lastUse)
+    const candidates = [...this.blocks].filter(([key, r]) => r.copy > 0 || !this.pinned.has(key)).sort((a, b) => a[1].lastUse - b[1].lastUse)
     const cleared = new Set<string>()
     for (const [key, record] of candidates) {
       if (this.total <= target) break
       const split = key.lastIndexOf(':')
       const core = key.slice(0, split)
-      await this.backend.clear(core, Number(key.slice(split + 1)))
+      const index = Number(key.slice(split + 1))
+      this.total -= record.copy
+      this.copies -= record.copy
+      record.copy = 0
+      if (this.pinned.has(key)) {
+        await this.backend.dropCopy(core, index)
+        continue
+      }
+      await this.backend.clear(core, index)
       cleared.add(core)
       this.blocks.delete(key)
       this.total -= record.bytes

@@ -1,6 +1,6 @@
 // Mounting and unmounting the folder with fuse-native, and the checks that make a bad
 // mountpoint fail with one clear line before anything is half-mounted.
-import { promises as fs, constants, existsSync, readFileSync } from 'fs'
+import { promises as fs, constants } from 'fs'
 import { execFile } from 'child_process'
 import { promisify } from 'util'
 import path from 'path'
@@ -32,18 +32,23 @@ export function loadFuse(): typeof FuseType {
   }
 }
 
+interface PatchedBinding {
+  /** Empties the stat cache that scripts/patch-fuse-native.js adds to the addon. */
+  tsyncfs_stat_cache_clear?: () => void
+}
+
+/** fuse-native's addon, as fuse-native loaded it (the same module instance). */
+function fuseBinding(): PatchedBinding {
+  const load = require('node-gyp-build') as (dir: string) => PatchedBinding
+  return load(path.dirname(require.resolve('fuse-native/package.json')))
+}
+
 /**
  * Whether fuse-native runs the addon that scripts/patch-fuse-native.js rebuilt (the prebuilt
- * one stores the access time as the modification time on utimens).
+ * one stores the access time as the modification time on utimens, and has no stat cache).
  */
 export function fuseNativePatched(): boolean {
-  const dir = path.dirname(require.resolve('fuse-native/package.json'))
-  try {
-    return readFileSync(path.join(dir, 'fuse-native.c'), 'utf8').includes('/* patched by tsyncfs: utimens mtime, getxattr user.* only */') &&
-      existsSync(path.join(dir, 'build', 'Release', 'fuse.node'))
-  } catch {
-    return false
-  }
+  return typeof fuseBinding().tsyncfs_stat_cache_clear === 'function'
 }
 
 export async function checkFuseDevice(): Promise<void> {
@@ -117,7 +122,10 @@ export class FolderMount {
         return (base ? base + ',' : '-o') + extra.join(',')
       }
     }
-    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log })
+    // getattr answers from the addon's stat cache until anything in the folder changes.
+    const clearStats = fuseBinding().tsyncfs_stat_cache_clear ?? (() => {})
+    this.folder.onChange(clearStats)
+    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log, changed: clearStats })
     const fuse = new TsyncFuse(this.opts.mountpoint, ops, {
       // Our own reads are bounded by --read-timeout; a commit of a large file may take long.
       timeout: false,

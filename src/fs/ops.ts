@@ -14,14 +14,25 @@ export interface OpsOptions {
   umask: number
   dataDir: string // statfs reports the disk that holds the cache
   log: (message: string) => void
+  /** Called after every operation that may change what getattr returns. */
+  changed: () => void
 }
 
 // Negative errno values, as fuse-native's constants are; not taken from fuse-native itself,
 // so loading the CLI does not load libfuse (its absence must be one clear line, not a crash).
 const ERRNO: Record<string, number> = Object.fromEntries(Object.entries(constants.errno).map(([name, n]) => [name, -n]))
 
+let lastIoErrorLog = 0
+
 function errno(err: unknown, log: (m: string) => void): number {
-  if (err instanceof FsError) return ERRNO[err.code] ?? ERRNO.EIO
+  if (err instanceof FsError) {
+    // An I/O error is the daemon's failure, not the caller's: say why (at most once a second).
+    if (err.code === 'EIO' && Date.now() - lastIoErrorLog > 1000) {
+      lastIoErrorLog = Date.now()
+      log(`I/O error: ${err.message}`)
+    }
+    return ERRNO[err.code] ?? ERRNO.EIO
+  }
   log(`unexpected error: ${(err as Error)?.stack ?? String(err)}`)
   return ERRNO.EIO
 }
@@ -44,6 +55,9 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
       (err) => done(errno(err, opts.log))
     )
   }
+  /** `call` for an operation that changes the folder: stats given out before are stale. */
+  const change = <T>(cb: Callback, fn: () => T | Promise<T>, reply: (cb: Reply, value: T) => void) =>
+    call(((...args: unknown[]) => { opts.changed(); (cb as unknown as Reply)(...args) }) as Callback, fn, reply)
   const ok = (cb: Reply) => cb(0)
   const withValue = <T>(cb: Reply, value: T) => cb(0, value)
   const count = (cb: Reply, n: number) => cb(n)
@@ -53,27 +67,33 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     access: (path: string, _mode: number, cb: Callback) => call(cb, () => folder.stat(path), ok),
     getattr: (path: string, cb: Callback) => call(cb, () => toStat(folder.stat(path)), withValue),
     fgetattr: (path: string, _fd: number, cb: Callback) => call(cb, () => toStat(folder.stat(path)), withValue),
-    readdir: (path: string, cb: Callback) => call(cb, () => folder.readdir(path), withValue),
+    // With their stats, which fuse-native's patched addon keeps for the getattr calls that
+    // follow (ls -l, find): one round trip for a directory, not one per entry.
+    readdir: (path: string, cb: Callback) => call(cb, () => {
+      const names = folder.readdir(path)
+      const dir = path === '/' ? '' : path
+      return { names, stats: names.map((name) => toStat(folder.stat(`${dir}/${name}`))) }
+    }, (done, { names, stats }) => done(0, names, stats)),
     readlink: (path: string, cb: Callback) => call(cb, () => folder.readlink(path), withValue),
     statfs: (_path: string, cb: Callback) => call(cb, () => statfs(folder, opts.dataDir), withValue),
-    open: (path: string, flags: number, cb: Callback) => call(cb, () => folder.openFile(path, flags), withValue),
-    create: (path: string, mode: number, cb: Callback) => call(cb, () => folder.create(path, mode), withValue),
+    open: (path: string, flags: number, cb: Callback) => change(cb, () => folder.openFile(path, flags), withValue),
+    create: (path: string, mode: number, cb: Callback) => change(cb, () => folder.create(path, mode), withValue),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
-      call(cb, async () => (await folder.read(fd, pos, len)).copy(buf), count),
+      call(cb, () => folder.read(fd, pos, buf.subarray(0, len)), count),
     // libfuse owns `buf`: copy it before the callback returns it.
     write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
-      call(cb, () => folder.write(fd, Buffer.from(buf.subarray(0, len)), pos), count),
-    flush: (_path: string, fd: number, cb: Callback) => call(cb, () => folder.flush(fd), ok),
-    fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => call(cb, () => folder.fsync(fd), ok),
+      change(cb, () => folder.write(fd, Buffer.from(buf.subarray(0, len)), pos), count),
+    flush: (_path: string, fd: number, cb: Callback) => change(cb, () => folder.flush(fd), ok),
+    fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => change(cb, () => folder.fsync(fd), ok),
     fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Callback) => (cb as unknown as Reply)(0),
-    release: (_path: string, fd: number, cb: Callback) => call(cb, () => folder.release(fd), ok),
-    truncate: (path: string, size: number, cb: Callback) => call(cb, () => folder.truncate(path, size), ok),
-    ftruncate: (path: string, _fd: number, size: number, cb: Callback) => call(cb, () => folder.truncate(path, size), ok),
-    unlink: (path: string, cb: Callback) => call(cb, () => folder.unlink(path), ok),
-    mkdir: (path: string, mode: number, cb: Callback) => call(cb, () => folder.mkdir(path, mode), ok),
-    rmdir: (path: string, cb: Callback) => call(cb, () => folder.rmdir(path), ok),
-    rename: (src: string, dst: string, cb: Callback) => call(cb, () => folder.rename(src, dst), ok),
-    symlink: (target: string, path: string, cb: Callback) => call(cb, () => folder.symlink(target, path), ok),
+    release: (_path: string, fd: number, cb: Callback) => change(cb, () => folder.release(fd), ok),
+    truncate: (path: string, size: number, cb: Callback) => change(cb, () => folder.truncate(path, size), ok),
+    ftruncate: (path: string, _fd: number, size: number, cb: Callback) => change(cb, () => folder.truncate(path, size), ok),
+    unlink: (path: string, cb: Callback) => change(cb, () => folder.unlink(path), ok),
+    mkdir: (path: string, mode: number, cb: Callback) => change(cb, () => folder.mkdir(path, mode), ok),
+    rmdir: (path: string, cb: Callback) => change(cb, () => folder.rmdir(path), ok),
+    rename: (src: string, dst: string, cb: Callback) => change(cb, () => folder.rename(src, dst), ok),
+    symlink: (target: string, path: string, cb: Callback) => change(cb, () => folder.symlink(target, path), ok),
     link: (_src: string, _dst: string, cb: Callback) => (cb as unknown as Reply)(ERRNO.EPERM),
     // user.tsyncfs.local: how much of a file is on this disk, e.g. "1048576/4194304 bytes (25.0%)"
     getxattr: (path: string, name: string, _position: number, cb: Callback) => call(cb, async () => {
@@ -83,10 +103,10 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     listxattr: (path: string, cb: Callback) => call(cb, () => folder.stat(path).type === 'file' ? [LOCAL_XATTR] : [], withValue),
     setxattr: (_path: string, _name: string, _value: Buffer, _position: number, _flags: number, cb: Callback) => (cb as unknown as Reply)(ERRNO.ENOTSUP),
     removexattr: (_path: string, _name: string, cb: Callback) => (cb as unknown as Reply)(ERRNO.ENOTSUP),
-    chmod: (path: string, mode: number, cb: Callback) => call(cb, () => folder.chmod(path, mode), ok),
+    chmod: (path: string, mode: number, cb: Callback) => change(cb, () => folder.chmod(path, mode), ok),
     // Ownership is per device (the mount's uid/gid), so chown succeeds without effect.
     chown: (path: string, _uid: number, _gid: number, cb: Callback) => call(cb, () => folder.stat(path), ok),
-    utimens: (path: string, _atime: number, mtime: number, cb: Callback) => call(cb, () => folder.utimens(path, mtime), ok)
+    utimens: (path: string, _atime: number, mtime: number, cb: Callback) => change(cb, () => folder.utimens(path, mtime), ok)
   }
 }
 

@@ -6,6 +6,7 @@ import { createHash } from 'crypto'
 import { ContentRef } from './entry'
 import { FsError } from './errors'
 import { BlockCache } from '../cache/block-cache'
+import { PlainCopies } from '../cache/plain-copies'
 import { MAX_WINDOW } from '../cache/read-ahead'
 
 export const BLOCK_SIZE = 256 * 1024
@@ -21,6 +22,9 @@ export class ContentStore {
   private readonly recent = new Map<string, Promise<Buffer>>()
   /** Set once the folder has its cache; blocks of other members' content are cache. */
   cache: BlockCache | null = null
+  onCopyError: ((err: Error) => void) | null = null
+  /** Plain copies of cached blocks that were read, for reads at disk speed. */
+  plain: PlainCopies | null = null
 
   constructor(
     private readonly store: Corestore,
@@ -58,8 +62,13 @@ export class ContentStore {
     if (this.own.has(hex)) return
     const core = this.coreByKey(hex)
     this.recent.delete(`${hex}:${index}`)
+    await this.plain?.drop(hex, index)
     await core.ready()
     await core.clear(index, index + 1)
+  }
+
+  async dropCopy(hex: string, index: number): Promise<void> {
+    await this.plain?.drop(hex, index)
   }
 
   /** Compacts only the cores that lost blocks: compacting the whole store would also
@@ -73,7 +82,7 @@ export class ContentStore {
 
   /** Starts fetching a whole file in the background (pinned, or a full mirror). */
   fetchAll(ref: ContentRef): void {
-    this.prefetch(ref, 0, ref.blockLength)
+    this.download(this.core(ref), ref, 0, ref.blockLength)
   }
 
   /** Bytes of a file whose blocks are on this disk. */
@@ -86,6 +95,23 @@ export class ContentStore {
       if (await core.has(ref.blockOffset + i)) local += Math.min(ref.blockSize, ref.byteLength - i * ref.blockSize)
     }
     return local
+  }
+
+  /** Reads into `target` (up to its length); returns the number of bytes read. */
+  async readInto(ref: ContentRef, offset: number, target: Buffer): Promise<number> {
+    const end = Math.min(offset + target.length, ref.byteLength)
+    if (offset >= end) return 0
+    const first = ref.blockOffset + Math.floor(offset / ref.blockSize)
+    const last = ref.blockOffset + Math.floor((end - 1) / ref.blockSize)
+    if (this.plain && this.cache && ref.blockSize === this.plain.slot && this.plain.covers(ref.core, first, last)) {
+      // Every block of a file but its last is whole, so its bytes lie contiguous in the file.
+      const n = await this.plain.read(ref.core, ref.blockOffset * ref.blockSize + offset, target, end - offset)
+      if (n === end - offset) {
+        for (let i = first; i <= last; i++) this.cache.used(ref.core, i, true)
+        return n
+      }
+    }
+    return (await this.read(ref, offset, end - offset)).copy(target)
   }
 
   async read(ref: ContentRef, offset: number, length: number): Promise<Buffer> {
@@ -104,16 +130,20 @@ export class ContentStore {
 
   /** Starts fetching blocks [start, end) of a file without waiting for them. */
   prefetch(ref: ContentRef, start: number, end: number): void {
+    if (start >= end || this.plain?.covers(ref.core, ref.blockOffset + start, ref.blockOffset + end - 1)) return
     const core = this.core(ref)
-    const range = core.download({ start: ref.blockOffset + start, end: ref.blockOffset + end })
-    range.done().catch(() => {})
+    this.download(core, ref, start, end)
     // Blocks already on this disk are read ahead as well, so that a sequential reader does
     // not wait for one storage read per block.
     for (let i = start; i < end; i++) this.readAheadLocal(core, ref, ref.blockOffset + i)
   }
 
+  private download(core: Hypercore, ref: ContentRef, start: number, end: number): void {
+    core.download({ start: ref.blockOffset + start, end: ref.blockOffset + end }).done().catch(() => {})
+  }
+
   private readAheadLocal(core: Hypercore, ref: ContentRef, index: number): void {
-    if (this.recent.has(`${ref.core}:${index}`)) return
+    if (this.recent.has(`${ref.core}:${index}`) || this.plain?.covers(ref.core, index, index)) return
     core.has(index).then((local) => {
       if (local) this.block(core, ref, index).catch(() => {})
     }, () => {})
@@ -142,7 +172,17 @@ export class ContentStore {
       throw new FsError('EIO', `block ${index} not available: ${(err as Error).message}`)
     }
     if (!block) throw new FsError('EIO', `block ${index} not available`)
+    this.keepCopy(ref, index, block)
     return block
+  }
+
+  /** Keeps a plain copy of a block of other members' content that was read. */
+  private keepCopy(ref: ContentRef, index: number, block: Buffer): void {
+    const { plain, cache } = this
+    if (!plain || !cache || this.own.has(ref.core) || ref.blockSize !== plain.slot || plain.covers(ref.core, index, index)) return
+    plain.write(ref.core, index, block).then(async (kept) => {
+      if (kept && !cache.copied(ref.core, index, block.length)) await plain.drop(ref.core, index)
+    }).catch((err) => this.onCopyError?.(err as Error))
   }
 
   /** Appends files' bytes, each given as chunks of exactly BLOCK_SIZE (the last may be

@@ -18,6 +18,7 @@ import { Mutex } from './mutex'
 import { StagedFile, StagingArea } from './staging'
 import { Pins, PinProgress } from './pins'
 import { BlockCache, CacheStats } from '../cache/block-cache'
+import { PlainCopies } from '../cache/plain-copies'
 import { bump, compare, VersionVector } from './version-vector'
 import { saveJson } from '../json-file'
 
@@ -88,6 +89,11 @@ export class Folder extends EventEmitter {
     this.staging = new StagingArea(path.join(opts.dir, 'staging'), path.join(opts.dir, 'write-back.journal'))
   }
 
+  /** Calls `listener` whenever what a path shows may have changed (by a peer, or a commit). */
+  onChange(listener: () => void): void {
+    this.index.onChange(listener)
+  }
+
   get writable(): boolean {
     return this.own !== null
   }
@@ -108,6 +114,13 @@ export class Folder extends EventEmitter {
     this.cache = new BlockCache(path.join(dir, 'cache.json'), limit, this.content, (err) => this.emit('warning', err))
     await this.cache.load()
     this.content.cache = this.cache
+    // A full mirror keeps every block anyway: a second, plain copy would double its disk use.
+    if (!this.opts.keepAll) {
+      const plain = new PlainCopies(path.join(dir, 'plain'), BLOCK_SIZE)
+      await plain.open()
+      this.content.plain = plain
+      this.content.onCopyError = (err) => this.emit('warning', err)
+    }
     this.pins = new Pins(path.join(dir, 'pins.json'), this.index, this.content, this.cache, !!this.opts.keepAll)
     await this.pins.load()
     if (keys.folderKeyPair && !this.opts.readOnly) {
@@ -138,6 +151,7 @@ export class Folder extends EventEmitter {
     await this.staging.close().catch((err) => this.emit('warning', err))
     if (this.pinRefresh) clearTimeout(this.pinRefresh)
     await this.cache?.close().catch((err) => this.emit('warning', err))
+    await this.content.plain?.close().catch((err) => this.emit('warning', err))
     await Promise.all([...this.members.values()].map((m) => m.close().catch(() => {})))
   }
 
@@ -272,14 +286,15 @@ export class Folder extends EventEmitter {
     return this.addHandle({ path: p, staged, content: null, readAhead: new ReadAhead() })
   }
 
-  async read(fd: number, offset: number, length: number): Promise<Buffer> {
+  /** Reads up to `target.length` bytes at `offset` into `target`; returns how many. */
+  async read(fd: number, offset: number, target: Buffer): Promise<number> {
     const h = this.handle(fd)
-    if (h.staged) return h.staged.read(offset, length)
+    if (h.staged) return (await h.staged.read(offset, target.length)).copy(target)
     const ref = h.content
-    if (!ref) return Buffer.alloc(0)
-    const range = h.readAhead.observe(offset, length, ref.blockSize, ref.blockLength)
+    if (!ref) return 0
+    const range = h.readAhead.observe(offset, target.length, ref.blockSize, ref.blockLength)
     if (range) this.content.prefetch(ref, range[0], range[1])
-    return this.content.read(ref, offset, length)
+    return this.content.readInto(ref, offset, target)
   }
 
   async write(fd: number, data: Buffer, offset: number): Promise<number> {

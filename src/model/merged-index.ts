@@ -29,6 +29,7 @@ export class MergedIndex {
   private readonly produced = new Map<string, string[]>()
   private readonly interned = new Map<string, string>()
   private readonly conflicted = new Set<string>()
+  private readonly changeListeners: Array<() => void> = []
 
   constructor() {
     const root: Entry = { type: 'dir', mode: 0o755, mtime: Date.now(), size: 0, vv: {}, device: '' }
@@ -36,7 +37,12 @@ export class MergedIndex {
     this.children.set('/', new Set())
   }
 
-  /** Record `device`'s latest entry for `path`; returns true when the view changed. */
+  /** Calls `listener` after every put: what a path shows may have changed. */
+  onChange(listener: () => void): void {
+    this.changeListeners.push(listener)
+  }
+
+  /** Record `device`'s latest entry for `path`. */
   put(device: string, path: string, entry: Entry): void {
     entry = this.stored(device, entry)
     const list = this.candidates.get(path)
@@ -47,6 +53,7 @@ export class MergedIndex {
       else list.push(entry)
     }
     this.refresh(path)
+    for (const listener of this.changeListeners) listener()
   }
 
   candidatesOf(path: string): Entry[] {

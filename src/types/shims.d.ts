@@ -262,3 +262,8 @@ declare module 'rache' {
   }
   export = Rache
 }
+
+declare module 'fs-native-extensions' {
+  /** Punches a hole: the range reads as zeros and its disk space is freed. */
+  export function trim(fd: number, offset: number, length: number): Promise<void>
+}

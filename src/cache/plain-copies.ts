@@ -1,0 +1,83 @@
+// Plain copies of cached blocks: one sparse file per blob core, block i at i * SLOT. A warm
+// read is then one pread into FUSE's buffer (and the kernel's read-ahead works on the file)
+// instead of a storage lookup, an allocation and a decryption per block on the main thread.
+// The log blocks stay as well: they are what peers are served, with their proofs.
+// Which blocks have a copy is known in memory only, and the files are emptied at open, so
+// a crash never leaves a block marked whose copy was not wholly written.
+import { promises as fs, read } from 'fs'
+import path from 'path'
+import { trim } from 'fs-native-extensions'
+
+export class PlainCopies {
+  private readonly files = new Map<string, Promise<fs.FileHandle>>()
+  private readonly present = new Map<string, Set<number>>()
+  /** Bumped by every drop in a core: a read or write that spans a drop cannot trust its bytes. */
+  private readonly drops = new Map<string, number>()
+
+  constructor(private readonly dir: string, readonly slot: number) {}
+
+  async open(): Promise<void> {
+    await fs.rm(this.dir, { recursive: true, force: true })
+    await fs.mkdir(this.dir, { recursive: true })
+  }
+
+  /** True if blocks [first, last] of the core all have a copy. */
+  covers(core: string, first: number, last: number): boolean {
+    const present = this.present.get(core)
+    if (!present) return false
+    for (let i = first; i <= last; i++) if (!present.has(i)) return false
+    return true
+  }
+
+  /** Writes a copy of a block; false if it was not kept (a drop in the core ran meanwhile). */
+  async write(core: string, index: number, block: Buffer): Promise<boolean> {
+    const before = this.drops.get(core) ?? 0
+    const file = await this.file(core)
+    await file.write(block, 0, block.length, index * this.slot)
+    if ((this.drops.get(core) ?? 0) !== before) {
+      await trim(file.fd, index * this.slot, this.slot)
+      return false
+    }
+    let present = this.present.get(core)
+    if (!present) this.present.set(core, (present = new Set()))
+    present.add(index)
+    return true
+  }
+
+  /** Reads copied bytes at a position of the core's file into `target`; null if a drop ran
+   *  meanwhile (the range may have become a hole), so the caller reads the log instead. */
+  async read(core: string, position: number, target: Buffer, length: number): Promise<number | null> {
+    const before = this.drops.get(core) ?? 0
+    const { fd } = await this.file(core)
+    // The callback form: a FileHandle's read costs a promise and more per call, and warm
+    // reads are bound by this thread.
+    const bytesRead = await new Promise<number>((resolve, reject) => {
+      read(fd, target, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)))
+    })
+    return (this.drops.get(core) ?? 0) === before ? bytesRead : null
+  }
+
+  /** Forgets a block's copy and frees its space. */
+  async drop(core: string, index: number): Promise<void> {
+    if (!this.present.get(core)?.delete(index)) return
+    this.drops.set(core, (this.drops.get(core) ?? 0) + 1)
+    const file = await this.file(core)
+    await trim(file.fd, index * this.slot, this.slot)
+  }
+
+  async close(): Promise<void> {
+    const files = [...this.files.values()]
+    this.files.clear()
+    this.present.clear()
+    for (const file of files) await (await file).close()
+  }
+
+  private file(core: string): Promise<fs.FileHandle> {
+    let file = this.files.get(core)
+    if (!file) {
+      file = fs.open(path.join(this.dir, core), 'w+')
+      this.files.set(core, file)
+    }
+    return file
+  }
+}

@@ -1,0 +1,34 @@
+'use strict'
+// A listing hands every entry's stat to the FUSE addon's stat cache (scripts/patch-fuse-native.js),
+// which answers getattr for up to a second: every change must empty it, or `stat` right after
+// `ls -l` would show what the file was.
+const test = require('brittle')
+const { startTestnet, Device, newSecret, sh } = require('./helpers')
+
+test('stat right after a listing shows every change at once', { timeout: 120000 }, async (t) => {
+  const bootstrap = await startTestnet(t)
+  const a = new Device(t, bootstrap, 'A')
+  await a.mount(await newSecret())
+  const d = JSON.stringify(a.p('d'))
+  const f = JSON.stringify(a.p('d/f'))
+  const g = JSON.stringify(a.p('d/g'))
+  const r = await sh(`mkdir ${d} && printf 12345 > ${f}`)
+  t.is(r.code, 0, `a file to change ${r.stderr}`)
+
+  // Each line: list (fills the cache), change, stat at once; all in one shell, well within a second.
+  const cases = [
+    ['append', `printf abc >> ${f}`, `stat -c %s ${f}`, '8'],
+    ['truncate', `truncate -s 2 ${f}`, `stat -c %s ${f}`, '2'],
+    ['overwrite (O_TRUNC)', `printf xyz > ${f}`, `stat -c %s ${f}`, '3'],
+    ['chmod', `chmod 600 ${f}`, `stat -c %a ${f}`, '600'],
+    ['touch -d', `touch -d @1000000000 ${f}`, `stat -c %Y ${f}`, '1000000000'],
+    ['rename', `mv ${f} ${g}`, `stat -c %s ${g}; stat ${f} 2>&1 | grep -c 'No such file'`, '3\n1'],
+    ['unlink', `rm ${g}`, `stat ${g} 2>&1 | grep -c 'No such file'`, '1'],
+    ['mkdir', `mkdir ${f}`, `stat -c %F ${f}`, 'directory'],
+    ['rmdir', `rmdir ${f}`, `stat ${f} 2>&1 | grep -c 'No such file'`, '1']
+  ]
+  for (const [name, change, check, expected] of cases) {
+    const res = await sh(`ls -l ${d} > /dev/null && ls -l ${d} > /dev/null && ${change} && ${check}`)
+    t.is(res.stdout.trim(), expected, `${name}: stat after ls -l shows it (${res.stderr.trim()})`)
+  }
+})
