@@ -19,7 +19,7 @@ const { execFileSync } = require('child_process')
 const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
 const built = path.join(dir, 'build', 'Release', 'fuse.node')
-// src/fs/mount.ts checks for this line to tell a patched addon from an unpatched one.
+// Marks the patched source (src/fs/mount.ts tells a patched addon by tsyncfs_stat_cache_clear).
 const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache */'
 
 const USER_XATTRS_ONLY = `
@@ -40,8 +40,8 @@ const STAT_CACHE = `
 #include <stdatomic.h>
 #include <limits.h>
 #include <time.h>
-#define TSYNCFS_SLOTS 65536
-#define TSYNCFS_MAX_ENTRIES 200000
+#define TSYNCFS_SLOTS 16384
+#define TSYNCFS_MAX_ENTRIES 16384 /* what a few listings need: full, it starts over */
 #define TSYNCFS_TTL_NS 1000000000LL
 
 typedef struct tsyncfs_stat_entry {
@@ -143,22 +143,27 @@ const PATCHES = [
     '      tsyncfs_stat_put(l->path, name, &st);\n      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);'],
   ['if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', 'if (implemented[op_getattr]) ops.getattr = tsyncfs_getattr;'],
   ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n'],
-  [/\/\* patched by tsyncfs:[^\n]*\*\/\n#include <uv.h>\n|#include <uv.h>\n/, `${MARKER}\n#include <uv.h>\n`]
+  ['#include <uv.h>\n', `${MARKER}\n#include <uv.h>\n`]
 ]
 
-const original = fs.readFileSync(source, 'utf8')
-let text = original
+// The patches apply to fuse-native's own source, kept beside it on the first run, so that
+// a changed patch replaces the old one instead of stacking on it.
+const pristine = source + '.orig'
+const current = fs.readFileSync(source, 'utf8')
+if (!fs.existsSync(pristine)) {
+  if (current.includes('patched by tsyncfs')) throw new Error(`${source} was patched by an older tsyncfs: reinstall fuse-native (npm ci)`)
+  fs.writeFileSync(pristine, current)
+}
+let text = fs.readFileSync(pristine, 'utf8')
 for (const [from, to] of PATCHES) {
-  if (text.includes(to)) continue // patched before
-  const found = typeof from === 'string' ? text.includes(from) : from.test(text)
-  if (!found) throw new Error(`fuse-native.c changed: cannot find "${String(from).trim()}" to patch`)
+  if (!text.includes(from)) throw new Error(`fuse-native.c changed: cannot find "${from.trim()}" to patch`)
   text = text.replace(from, to)
 }
-if (text !== original) fs.writeFileSync(source, text)
+if (text !== current) fs.writeFileSync(source, text)
 
 // Also when an earlier rebuild failed after the source was patched: the addon is older.
 const stale = !fs.existsSync(built) || fs.statSync(built).mtimeMs < fs.statSync(source).mtimeMs
-if (text !== original || stale) {
+if (text !== current || stale) {
   execFileSync('npm', ['rebuild', 'fuse-native'], {
     stdio: 'inherit',
     cwd: path.join(__dirname, '..'),

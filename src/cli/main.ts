@@ -364,7 +364,7 @@ async function locate(arg: string | undefined): Promise<{ reg: Registration; rel
 }
 
 interface CacheResult {
-  mountpoint: string; limit: number | null; localBytes: number; pinnedBytes: number; evictableBytes: number
+  mountpoint: string; limit: number | null; localBytes: number; copyBytes: number; pinnedBytes: number; evictableBytes: number
   hits: number; misses: number; hitRate: number; pins: { paths: string[]; bytesTotal: number; bytesLocal: number }
 }
 
@@ -373,6 +373,7 @@ function formatCache(c: CacheResult): string {
     `mount      ${c.mountpoint}`,
     `limit      ${c.limit === null ? 'none (keep all)' : formatBytes(c.limit)}`,
     `local      ${formatBytes(c.localBytes)} (${formatBytes(c.pinnedBytes)} pinned, ${formatBytes(c.evictableBytes)} evictable)`,
+    `copies     ${formatBytes(c.copyBytes)} (plain copies for fast reads, within the limit)`,
     `pinned     ${c.pins.paths.join(', ') || '-'}: ${formatBytes(c.pins.bytesLocal)} of ${formatBytes(c.pins.bytesTotal)} local`,
     `hit rate   ${(c.hitRate * 100).toFixed(1)}% (${c.hits} hits, ${c.misses} misses)`
   ].join('\n')
