@@ -512,6 +512,7 @@ test('PlainCopies: a copy reads back, a drop frees its space, a write overlapped
   await copies.drop('c', 6)
   t.ok((await writing) === true || !copies.covers('c', 5, 5), 'a write that a drop overlapped is kept only if it finished first')
   await copies.close()
+  t.absent(require('fs').existsSync(path.join(dir, 'plain')), 'closing removes the decrypted copies')
   const reopened = new PlainCopies(path.join(dir, 'plain'), SLOT)
   await reopened.open()
   t.absent(reopened.covers('c', 5, 5), 'copies do not outlive the process')

@@ -2,8 +2,10 @@
 // read is then one pread into FUSE's buffer (and the kernel's read-ahead works on the file)
 // instead of a storage lookup, an allocation and a decryption per block on the main thread.
 // The log blocks stay as well: they are what peers are served, with their proofs.
-// Which blocks have a copy is known in memory only, and the files are emptied at open, so
-// a crash never leaves a block marked whose copy was not wholly written.
+// Which blocks have a copy is known in memory only, and the files are removed at open and
+// at close, so a crash never leaves a block marked whose copy was not wholly written, and
+// decrypted bytes stay on disk only while the folder is mounted (or after a crash, until
+// the next mount).
 import { promises as fs, read } from 'fs'
 import path from 'path'
 import { trim } from 'fs-native-extensions'
@@ -33,7 +35,12 @@ export class PlainCopies {
   async write(core: string, index: number, block: Buffer): Promise<boolean> {
     const before = this.drops.get(core) ?? 0
     const file = await this.file(core)
-    await file.write(block, 0, block.length, index * this.slot)
+    try {
+      await file.write(block, 0, block.length, index * this.slot)
+    } catch (err) {
+      await trim(file.fd, index * this.slot, this.slot).catch(() => {}) // e.g. a full disk
+      throw err
+    }
     if ((this.drops.get(core) ?? 0) !== before) {
       await trim(file.fd, index * this.slot, this.slot)
       return false
@@ -70,12 +77,13 @@ export class PlainCopies {
     this.files.clear()
     this.present.clear()
     for (const file of files) await (await file).close()
+    await fs.rm(this.dir, { recursive: true, force: true })
   }
 
   private file(core: string): Promise<fs.FileHandle> {
     let file = this.files.get(core)
     if (!file) {
-      file = fs.open(path.join(this.dir, core), 'w+')
+      file = fs.open(path.join(this.dir, core), 'w+', 0o600)
       this.files.set(core, file)
     }
     return file

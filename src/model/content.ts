@@ -23,6 +23,7 @@ export class ContentStore {
   /** Set once the folder has its cache; blocks of other members' content are cache. */
   cache: BlockCache | null = null
   onCopyError: ((err: Error) => void) | null = null
+  private lastCopyError = 0
   /** Plain copies of cached blocks that were read, for reads at disk speed. */
   plain: PlainCopies | null = null
 
@@ -105,7 +106,7 @@ export class ContentStore {
     const last = ref.blockOffset + Math.floor((end - 1) / ref.blockSize)
     if (this.plain && this.cache && ref.blockSize === this.plain.slot && this.plain.covers(ref.core, first, last)) {
       // Every block of a file but its last is whole, so its bytes lie contiguous in the file.
-      const n = await this.plain.read(ref.core, ref.blockOffset * ref.blockSize + offset, target, end - offset)
+      const n = await this.plain.read(ref.core, ref.blockOffset * ref.blockSize + offset, target, end - offset).catch(() => null)
       if (n === end - offset) {
         for (let i = first; i <= last; i++) this.cache.used(ref.core, i, true)
         return n
@@ -182,7 +183,12 @@ export class ContentStore {
     if (!plain || !cache || this.own.has(ref.core) || ref.blockSize !== plain.slot || plain.covers(ref.core, index, index)) return
     plain.write(ref.core, index, block).then(async (kept) => {
       if (kept && !cache.copied(ref.core, index, block.length)) await plain.drop(ref.core, index)
-    }).catch((err) => this.onCopyError?.(err as Error))
+    }).catch((err) => {
+      // A full disk would fail every copy: say so once a minute, reads go on from the log.
+      if (Date.now() - this.lastCopyError < 60000) return
+      this.lastCopyError = Date.now()
+      this.onCopyError?.(new Error(`plain copy not kept: ${(err as Error).message}`))
+    })
   }
 
   /** Appends files' bytes, each given as chunks of exactly BLOCK_SIZE (the last may be
