@@ -31,7 +31,7 @@ async function localOf (d, rel) {
   return { local: Number(m[1]), size: Number(m[2]), text: res.stdout.trim() }
 }
 
-/** Size of a data dir (dataDirBytes: apparent, plain copies allocated) or its allocated
+/** Size of a data dir (dataDirBytes: apparent, read copies allocated) or its allocated
  *  size (du -sk, in bytes). */
 async function du (dir, allocated = false) {
   if (!allocated) return dataDirBytes(dir)

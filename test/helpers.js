@@ -251,10 +251,10 @@ function spawnIn (t, host, file, args, opts = {}) {
 }
 
 /** Bytes a data dir takes: apparent sizes (an open RocksDB allocates ahead of what it
- *  holds), except for the plain copies of cached blocks, sparse files, counted allocated. */
+ *  holds), except for the read copies of cached blocks, sparse files, counted allocated. */
 async function dataDirBytes (dir) {
   const q = JSON.stringify(dir)
-  const res = await sh(`du -sb --exclude=plain ${q} | cut -f1; find ${q} -path '*/plain/*' -type f -printf '%b\\n'`)
+  const res = await sh(`du -sb --exclude=copies ${q} | cut -f1; find ${q} -path '*/copies/*' -type f -printf '%b\\n'`)
   const [apparent, ...blocks] = res.stdout.trim().split('\n')
   return Number(apparent) + blocks.reduce((n, b) => n + Number(b) * 512, 0)
 }

@@ -488,12 +488,12 @@ test('ReadAhead: a seek asks for the next blocks at once; a sequential read doub
   t.alike(ra.observe(10 * B, 4096, B, 4096), [11, 11 + MIN_WINDOW], 'a seek back starts over')
 })
 
-test('PlainCopies: a copy reads back, a drop frees its space, a write overlapped by a drop is not kept', async (t) => {
-  const { PlainCopies } = require('../dist/cache/plain-copies')
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-plain-'))
+test('ReadCopies: a copy reads back, a drop frees its space, a write overlapped by a drop is not kept', async (t) => {
+  const { ReadCopies } = require('../dist/cache/read-copies')
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-copies-'))
   t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
   const SLOT = 64 * 1024
-  const copies = new PlainCopies(path.join(dir, 'plain'), SLOT)
+  const copies = new ReadCopies(path.join(dir, 'copies'), SLOT)
   await copies.open()
   const block = require('crypto').randomBytes(SLOT)
   t.ok(await copies.write('c', 3, block), 'a copy is written')
@@ -501,7 +501,13 @@ test('PlainCopies: a copy reads back, a drop frees its space, a write overlapped
   const target = Buffer.alloc(1000)
   t.is(await copies.read('c', 3 * SLOT + 500, target, 1000), 1000, 'a read at a position')
   t.alike(target, block.subarray(500, 1500), 'returns the bytes of the copy')
-  const file = path.join(dir, 'plain', 'c')
+  const file = path.join(dir, 'copies', 'c')
+  const raw = (await fsp.readFile(file)).subarray(3 * SLOT, 4 * SLOT)
+  t.is(raw.length, SLOT, 'the copy is at its block\'s place in the file')
+  t.absent(raw.equals(block) || raw.includes(block.subarray(0, 32)), 'in no readable form: the data dir holds no plaintext')
+  const unaligned = Buffer.alloc(100)
+  t.is(await copies.read('c', 3 * SLOT + 37, unaligned, 100), 100, 'a read off the cipher\'s block bounds')
+  t.alike(unaligned, block.subarray(37, 137), 'returns the right bytes too')
   const allocated = async () => (await fsp.stat(file)).blocks * 512
   t.ok(await allocated() >= SLOT, 'the copy takes disk space')
   await copies.drop('c', 3)
@@ -512,14 +518,14 @@ test('PlainCopies: a copy reads back, a drop frees its space, a write overlapped
   await copies.drop('c', 6)
   t.ok((await writing) === true || !copies.covers('c', 5, 5), 'a write that a drop overlapped is kept only if it finished first')
   await copies.close()
-  t.absent(require('fs').existsSync(path.join(dir, 'plain')), 'closing removes the decrypted copies')
-  const reopened = new PlainCopies(path.join(dir, 'plain'), SLOT)
+  t.absent(require('fs').existsSync(path.join(dir, 'copies')), 'closing removes the copies')
+  const reopened = new ReadCopies(path.join(dir, 'copies'), SLOT)
   await reopened.open()
   t.absent(reopened.covers('c', 5, 5), 'copies do not outlive the process')
   await reopened.close()
 })
 
-test('BlockCache: plain copies count toward the limit, go with their blocks, and a pinned block loses only its copy', async (t) => {
+test('BlockCache: read copies count toward the limit, go with their blocks, and a pinned block loses only its copy', async (t) => {
   const { BlockCache } = require('../dist/cache/block-cache')
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-cache-'))
   t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))

@@ -6,9 +6,9 @@ import { promises as fs } from 'fs'
 import { saveJson } from '../json-file'
 
 export interface CacheBackend {
-  /** Drops a block and its plain copy, if any. */
+  /** Drops a block and its read copy, if any. */
   clear(core: string, index: number): Promise<void>
-  /** Drops only the plain copy of a block. */
+  /** Drops only the read copy of a block. */
   dropCopy(core: string, index: number): Promise<void>
   /** Returns the space of cleared blocks to the disk, for these cores only. */
   compact(cores: string[]): Promise<void>
@@ -17,7 +17,7 @@ export interface CacheBackend {
 export interface CacheStats {
   limit: number
   localBytes: number
-  /** Plain copies of blocks for fast local reads; the limit counts them too. */
+  /** Copies of read blocks for fast re-reads; the limit counts them too. */
   copyBytes: number
   pinnedBytes: number
   evictableBytes: number
@@ -26,7 +26,7 @@ export interface CacheStats {
   hitRate: number
 }
 
-/** `copy`: bytes of the block's plain copy; copies do not outlive the process, so they are
+/** `copy`: bytes of the block's read copy; copies do not outlive the process, so they are
  *  not saved. */
 interface BlockRecord { bytes: number; lastUse: number; copy: number }
 
@@ -37,7 +37,7 @@ const LOW_WATER = 0.9
 export class BlockCache {
   private readonly blocks = new Map<string, BlockRecord>()
   private pinned = new Set<string>()
-  private total = 0 // log blocks and plain copies
+  private total = 0 // log blocks and read copies
   private copies = 0
   private hits = 0
   private misses = 0
@@ -91,7 +91,7 @@ export class BlockCache {
     if (this.total > this.limit) this.evictSoon()
   }
 
-  /** A plain copy of a cached block was written; false if the block is not (or no longer)
+  /** A read copy of a cached block was written; false if the block is not (or no longer)
    *  in the cache, and the copy should go. */
   copied(core: string, index: number, bytes: number): boolean {
     const key = BlockCache.key(core, index)
@@ -155,7 +155,7 @@ export class BlockCache {
   }
 
   /** Clears least recently used, unpinned blocks until the cache is under its low water;
-   *  of a pinned block (pinned after it was read) only its plain copy goes. */
+   *  of a pinned block (pinned after it was read) only its read copy goes. */
   async evict(): Promise<void> {
     if (this.total <= this.limit) return
     const target = this.limit * LOW_WATER

@@ -373,7 +373,7 @@ function formatCache(c: CacheResult): string {
     `mount      ${c.mountpoint}`,
     `limit      ${c.limit === null ? 'none (keep all)' : formatBytes(c.limit)}`,
     `local      ${formatBytes(c.localBytes)} (${formatBytes(c.pinnedBytes)} pinned, ${formatBytes(c.evictableBytes)} evictable)`,
-    `copies     ${formatBytes(c.copyBytes)} (plain copies for fast reads, within the limit)`,
+    `copies     ${formatBytes(c.copyBytes)} (copies of read blocks for fast re-reads, within the limit)`,
     `pinned     ${c.pins.paths.join(', ') || '-'}: ${formatBytes(c.pins.bytesLocal)} of ${formatBytes(c.pins.bytesTotal)} local`,
     `hit rate   ${(c.hitRate * 100).toFixed(1)}% (${c.hits} hits, ${c.misses} misses)`
   ].join('\n')

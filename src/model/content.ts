@@ -6,7 +6,7 @@ import { createHash } from 'crypto'
 import { ContentRef } from './entry'
 import { FsError } from './errors'
 import { BlockCache } from '../cache/block-cache'
-import { PlainCopies } from '../cache/plain-copies'
+import { ReadCopies } from '../cache/read-copies'
 import { MAX_WINDOW } from '../cache/read-ahead'
 
 export const BLOCK_SIZE = 256 * 1024
@@ -24,8 +24,8 @@ export class ContentStore {
   cache: BlockCache | null = null
   onCopyError: ((err: Error) => void) | null = null
   private lastCopyError = 0
-  /** Plain copies of cached blocks that were read, for reads at disk speed. */
-  plain: PlainCopies | null = null
+  /** Copies of cached blocks that were read, for re-reads at disk speed. */
+  copies: ReadCopies | null = null
 
   constructor(
     private readonly store: Corestore,
@@ -63,13 +63,13 @@ export class ContentStore {
     if (this.own.has(hex)) return
     const core = this.coreByKey(hex)
     this.recent.delete(`${hex}:${index}`)
-    await this.plain?.drop(hex, index)
+    await this.copies?.drop(hex, index)
     await core.ready()
     await core.clear(index, index + 1)
   }
 
   async dropCopy(hex: string, index: number): Promise<void> {
-    await this.plain?.drop(hex, index)
+    await this.copies?.drop(hex, index)
   }
 
   /** Compacts only the cores that lost blocks: compacting the whole store would also
@@ -104,9 +104,9 @@ export class ContentStore {
     if (offset >= end) return 0
     const first = ref.blockOffset + Math.floor(offset / ref.blockSize)
     const last = ref.blockOffset + Math.floor((end - 1) / ref.blockSize)
-    if (this.plain && this.cache && ref.blockSize === this.plain.slot && this.plain.covers(ref.core, first, last)) {
+    if (this.copies && this.cache && ref.blockSize === this.copies.slot && this.copies.covers(ref.core, first, last)) {
       // Every block of a file but its last is whole, so its bytes lie contiguous in the file.
-      const n = await this.plain.read(ref.core, ref.blockOffset * ref.blockSize + offset, target, end - offset).catch(() => null)
+      const n = await this.copies.read(ref.core, ref.blockOffset * ref.blockSize + offset, target, end - offset).catch(() => null)
       if (n === end - offset) {
         for (let i = first; i <= last; i++) this.cache.used(ref.core, i, true)
         return n
@@ -131,7 +131,7 @@ export class ContentStore {
 
   /** Starts fetching blocks [start, end) of a file without waiting for them. */
   prefetch(ref: ContentRef, start: number, end: number): void {
-    if (start >= end || this.plain?.covers(ref.core, ref.blockOffset + start, ref.blockOffset + end - 1)) return
+    if (start >= end || this.copies?.covers(ref.core, ref.blockOffset + start, ref.blockOffset + end - 1)) return
     const core = this.core(ref)
     this.download(core, ref, start, end)
     // Blocks already on this disk are read ahead as well, so that a sequential reader does
@@ -144,7 +144,7 @@ export class ContentStore {
   }
 
   private readAheadLocal(core: Hypercore, ref: ContentRef, index: number): void {
-    if (this.recent.has(`${ref.core}:${index}`) || this.plain?.covers(ref.core, index, index)) return
+    if (this.recent.has(`${ref.core}:${index}`) || this.copies?.covers(ref.core, index, index)) return
     core.has(index).then((local) => {
       if (local) this.block(core, ref, index).catch(() => {})
     }, () => {})
@@ -177,17 +177,17 @@ export class ContentStore {
     return block
   }
 
-  /** Keeps a plain copy of a block of other members' content that was read. */
+  /** Keeps a read copy of a block of other members' content that was read. */
   private keepCopy(ref: ContentRef, index: number, block: Buffer): void {
-    const { plain, cache } = this
-    if (!plain || !cache || this.own.has(ref.core) || ref.blockSize !== plain.slot || plain.covers(ref.core, index, index)) return
-    plain.write(ref.core, index, block).then(async (kept) => {
-      if (kept && !cache.copied(ref.core, index, block.length)) await plain.drop(ref.core, index)
+    const { copies, cache } = this
+    if (!copies || !cache || this.own.has(ref.core) || ref.blockSize !== copies.slot || copies.covers(ref.core, index, index)) return
+    copies.write(ref.core, index, block).then(async (kept) => {
+      if (kept && !cache.copied(ref.core, index, block.length)) await copies.drop(ref.core, index)
     }).catch((err) => {
       // A full disk would fail every copy: say so once a minute, reads go on from the log.
       if (Date.now() - this.lastCopyError < 60000) return
       this.lastCopyError = Date.now()
-      this.onCopyError?.(new Error(`plain copy not kept: ${(err as Error).message}`))
+      this.onCopyError?.(new Error(`read copy not kept: ${(err as Error).message}`))
     })
   }
 

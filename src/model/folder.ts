@@ -18,7 +18,7 @@ import { Mutex } from './mutex'
 import { StagedFile, StagingArea } from './staging'
 import { Pins, PinProgress } from './pins'
 import { BlockCache, CacheStats } from '../cache/block-cache'
-import { PlainCopies } from '../cache/plain-copies'
+import { ReadCopies } from '../cache/read-copies'
 import { bump, compare, VersionVector } from './version-vector'
 import { saveJson } from '../json-file'
 
@@ -114,11 +114,11 @@ export class Folder extends EventEmitter {
     this.cache = new BlockCache(path.join(dir, 'cache.json'), limit, this.content, (err) => this.emit('warning', err))
     await this.cache.load()
     this.content.cache = this.cache
-    // A full mirror keeps every block anyway: a second, plain copy would double its disk use.
+    // A full mirror keeps every block anyway: a second copy would double its disk use.
     if (!this.opts.keepAll) {
-      const plain = new PlainCopies(path.join(dir, 'plain'), BLOCK_SIZE)
-      await plain.open()
-      this.content.plain = plain
+      const copies = new ReadCopies(path.join(dir, 'copies'), BLOCK_SIZE)
+      await copies.open()
+      this.content.copies = copies
       this.content.onCopyError = (err) => this.emit('warning', err)
     }
     this.pins = new Pins(path.join(dir, 'pins.json'), this.index, this.content, this.cache, !!this.opts.keepAll)
@@ -151,7 +151,7 @@ export class Folder extends EventEmitter {
     await this.staging.close().catch((err) => this.emit('warning', err))
     if (this.pinRefresh) clearTimeout(this.pinRefresh)
     await this.cache?.close().catch((err) => this.emit('warning', err))
-    await this.content.plain?.close().catch((err) => this.emit('warning', err))
+    await this.content.copies?.close().catch((err) => this.emit('warning', err))
     await Promise.all([...this.members.values()].map((m) => m.close().catch(() => {})))
   }
 

@@ -287,7 +287,7 @@
     const rows = [
       ['limit', c.limit === null ? 'none (keep all)' : bytes(c.limit)],
       ['local', bytes(c.localBytes)],
-      ['plain copies', bytes(c.copyBytes)],
+      ['read copies', bytes(c.copyBytes)],
       ['pinned', bytes(c.pinnedBytes)],
       ['evictable', bytes(c.evictableBytes)],
       ['pinned paths', (c.pins.paths.join(', ') || '-') + ` (${bytes(c.pins.bytesLocal)} of ${bytes(c.pins.bytesTotal)} local)`],

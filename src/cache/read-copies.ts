@@ -1,20 +1,27 @@
-// Plain copies of cached blocks: one sparse file per blob core, block i at i * SLOT. A warm
-// read is then one pread into FUSE's buffer (and the kernel's read-ahead works on the file)
-// instead of a storage lookup, an allocation and a decryption per block on the main thread.
-// The log blocks stay as well: they are what peers are served, with their proofs.
-// Which blocks have a copy is known in memory only, and the files are removed at open and
-// at close, so a crash never leaves a block marked whose copy was not wholly written, and
-// decrypted bytes stay on disk only while the folder is mounted (or after a crash, until
-// the next mount).
+// Copies of cached blocks that were read, for re-reads at disk speed: one sparse file per
+// blob core, block i at i * SLOT. A warm read is then one pread into FUSE's buffer (the
+// kernel's read-ahead works on the file) and one XChaCha20 pass in place, instead of a
+// storage lookup, an allocation and a decryption of the log's block. The log blocks stay
+// as well: they are what peers are served, with their proofs.
+// The copies are encrypted with a key drawn at start and held only in memory, so the data
+// dir never holds plaintext, even after a crash. Which blocks have a copy is known in
+// memory only too, and the files are removed at open and at close, so a crash never
+// leaves a block marked whose copy was not wholly written.
 import { promises as fs, read } from 'fs'
 import path from 'path'
+import { randomBytes } from 'crypto'
+import sodium from 'sodium-universal'
 import { trim } from 'fs-native-extensions'
 
-export class PlainCopies {
+const CHACHA_BLOCK = 64
+
+export class ReadCopies {
   private readonly files = new Map<string, Promise<fs.FileHandle>>()
   private readonly present = new Map<string, Set<number>>()
   /** Bumped by every drop in a core: a read or write that spans a drop cannot trust its bytes. */
   private readonly drops = new Map<string, number>()
+  private readonly key = randomBytes(32)
+  private readonly nonces = new Map<string, Buffer>()
 
   constructor(private readonly dir: string, readonly slot: number) {}
 
@@ -35,8 +42,10 @@ export class PlainCopies {
   async write(core: string, index: number, block: Buffer): Promise<boolean> {
     const before = this.drops.get(core) ?? 0
     const file = await this.file(core)
+    const sealed = Buffer.allocUnsafe(block.length)
+    this.xor(core, sealed, block, index * this.slot)
     try {
-      await file.write(block, 0, block.length, index * this.slot)
+      await file.write(sealed, 0, sealed.length, index * this.slot)
     } catch (err) {
       await trim(file.fd, index * this.slot, this.slot).catch(() => {}) // e.g. a full disk
       throw err
@@ -61,7 +70,25 @@ export class PlainCopies {
     const bytesRead = await new Promise<number>((resolve, reject) => {
       read(fd, target, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)))
     })
-    return (this.drops.get(core) ?? 0) === before ? bytesRead : null
+    if ((this.drops.get(core) ?? 0) !== before) return null
+    const bytes = target.subarray(0, bytesRead)
+    this.xor(core, bytes, bytes, position)
+    return bytesRead
+  }
+
+  /** XORs the core's keystream at `position` over `input` into `out` (may be the same). */
+  private xor(core: string, out: Buffer, input: Buffer, position: number): void {
+    let nonce = this.nonces.get(core)
+    if (!nonce) this.nonces.set(core, (nonce = randomBytes(24)))
+    const skip = position % CHACHA_BLOCK
+    const counter = (position - skip) / CHACHA_BLOCK
+    if (skip === 0) return sodium.crypto_stream_xchacha20_xor_ic(out, input, nonce, counter, this.key)
+    // A read that starts inside a keystream block: that block's tail, then the rest aligned.
+    const head = Math.min(CHACHA_BLOCK - skip, input.length)
+    const stream = Buffer.alloc(CHACHA_BLOCK)
+    sodium.crypto_stream_xchacha20_xor_ic(stream, stream, nonce, counter, this.key)
+    for (let i = 0; i < head; i++) out[i] = input[i] ^ stream[skip + i]
+    if (input.length > head) sodium.crypto_stream_xchacha20_xor_ic(out.subarray(head), input.subarray(head), nonce, counter + 1, this.key)
   }
 
   /** Forgets a block's copy and frees its space. */
