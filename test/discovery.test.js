@@ -285,10 +285,15 @@ test('relayed connections: devices that cannot reach each other connect through 
 
   // A's only possible peers are the seed and B: two verified peers means B is one of them,
   // reached although there is no route between them.
+  // A failed wait ends the test with its logs, not the process: the teardown must run.
   const peers = await waitFor(async () => {
     const list = await verifiedPeers(a)
     return list.length >= 2 && list
-  }, { timeout: 60000, message: 'A to connect to the seed and to B' })
+  }, { timeout: 60000, message: 'A to connect to the seed and to B' }).catch((err) => {
+    t.fail(`${err.message}\nA: ${a.log()}\nB: ${b.log()}\nseed: ${seed.output}`)
+    return null
+  })
+  if (!peers) return
   t.ok(peers.every((p) => p.via === 'relay' && p.address.startsWith(`${r.ip}:`)), `status shows connections from the relay's host as relay (${peers.map((p) => `${p.via} ${p.address}`).join(', ')})`)
   await fs.writeFile(a.p('relayed.txt'), 'through the relay')
   await b.waitForContent('relayed.txt', 'through the relay', 60000)

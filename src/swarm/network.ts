@@ -196,7 +196,17 @@ export class FolderNetwork {
     this.store.replicate(conn)
     const status: PeerStatus = { id: key.slice(0, 16), address, via, verified: false, since: Date.now() }
     const timeout = via !== 'dht' && conn.isInitiator ? DIALER_PROOF_TIMEOUT_MS : PROOF_TIMEOUT_MS
-    const timer = setTimeout(() => peer.reject('did not prove it holds the folder in time'), timeout)
+    const timer = setTimeout(() => {
+      // A DHT peer announced the folder's topic: a slow or half-opened connection, not a
+      // device of another folder; hyperswarm dials it again. Known hosts and LAN devices
+      // may be of any folder: those are not dialed again.
+      if (info) {
+        this.log(`peer ${status.id} at ${address} (${via}) did not prove it holds the folder in time: dropped, to be dialed again`)
+        conn.destroy()
+      } else {
+        peer.reject('did not prove it holds the folder in time')
+      }
+    }, timeout)
     const peer: Peer = {
       conn,
       retiring: false,
