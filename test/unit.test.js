@@ -544,6 +544,7 @@ test('BlockCache: read copies count toward the limit, go with their blocks, and 
   t.is(s.copyBytes, 300, 'copyBytes the copies')
   cache.added('c', 1, 300)
   cache.setPinned(new Set(['c:1']))
+  t.absent(cache.takesCopy('c', 1) || cache.takesCopy('c', 9), 'no copy is made of a pinned block or of one not in the cache')
   t.absent(cache.copied('c', 1, 300), 'a pinned block gets no copy')
   cache.setPinned(new Set())
   t.ok(cache.copied('c', 1, 300), 'an unpinned one does')

@@ -91,13 +91,18 @@ export class BlockCache {
     if (this.total > this.limit) this.evictSoon()
   }
 
+  /** Whether a read copy of this block would be kept: it is in the cache and not pinned
+   *  (pinned blocks are not evicted, so their copies could not be either). */
+  takesCopy(core: string, index: number): boolean {
+    const key = BlockCache.key(core, index)
+    return this.blocks.has(key) && !this.pinned.has(key)
+  }
+
   /** A read copy of a cached block was written; false if the block is not (or no longer)
    *  in the cache, and the copy should go. */
   copied(core: string, index: number, bytes: number): boolean {
-    const key = BlockCache.key(core, index)
-    const record = this.blocks.get(key)
-    // Pinned blocks are not evicted, so their copies could not be either.
-    if (!record || this.pinned.has(key)) return false
+    if (!this.takesCopy(core, index)) return false
+    const record = this.blocks.get(BlockCache.key(core, index))!
     this.total += bytes - record.copy
     this.copies += bytes - record.copy
     record.copy = bytes

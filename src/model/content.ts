@@ -180,7 +180,7 @@ export class ContentStore {
   /** Keeps a read copy of a block of other members' content that was read. */
   private keepCopy(ref: ContentRef, index: number, block: Buffer): void {
     const { copies, cache } = this
-    if (!copies || !cache || this.own.has(ref.core) || ref.blockSize !== copies.slot || copies.covers(ref.core, index, index)) return
+    if (!copies || !cache || ref.blockSize !== copies.slot || copies.covers(ref.core, index, index) || !cache.takesCopy(ref.core, index)) return
     copies.write(ref.core, index, block).then(async (kept) => {
       if (kept && !cache.copied(ref.core, index, block.length)) await copies.drop(ref.core, index)
     }).catch((err) => {
