@@ -2,6 +2,9 @@
 // without a valid certificate are never read, so holding a read-only secret is not
 // enough to write.
 import crypto from 'hypercore-crypto'
+import { promises as fs } from 'fs'
+import path from 'path'
+import { saveJson } from '../json-file'
 
 export interface Certificate {
   driveKey: Buffer
@@ -31,4 +34,23 @@ export function fromJson(json: unknown): Certificate | null {
   const j = json as Partial<CertificateJson> | null
   if (!j || typeof j.driveKey !== 'string' || typeof j.signature !== 'string') return null
   return { driveKey: Buffer.from(j.driveKey, 'hex'), signature: Buffer.from(j.signature, 'hex') }
+}
+
+/** The certificates a folder's state dir keeps (members.json), for a mount or a seed;
+ *  none if the file is missing or unreadable. */
+export async function loadMembers(dir: string): Promise<Certificate[]> {
+  try {
+    const list = JSON.parse(await fs.readFile(membersFile(dir), 'utf8')) as unknown[]
+    return list.map(fromJson).filter((c): c is Certificate => c !== null)
+  } catch {
+    return []
+  }
+}
+
+export function saveMembers(dir: string, certs: Certificate[]): Promise<void> {
+  return saveJson(membersFile(dir), certs.map(toJson))
+}
+
+function membersFile(dir: string): string {
+  return path.join(dir, 'members.json')
 }

@@ -1,14 +1,13 @@
 // The folder model: the merged view of every member's log, and this device's changes to
 // it. It speaks paths, errors and buffers; it knows nothing of FUSE or the network.
 import { EventEmitter } from 'events'
-import { promises as fs } from 'fs'
 import { createHash } from 'crypto'
 import path from 'path'
 import Corestore from 'corestore'
 import Hypercore from 'hypercore'
 import { FolderKeys } from '../secrets'
 import { ReadAhead } from '../cache/read-ahead'
-import { Certificate, certify, fromJson, isValidCertificate, toJson } from './certificates'
+import { Certificate, certify, isValidCertificate, loadMembers, saveMembers } from './certificates'
 import { ContentStore, BLOCK_SIZE } from './content'
 import { ContentRef, Entry, EntryType, typeBits } from './entry'
 import { fail, FsError } from './errors'
@@ -20,7 +19,6 @@ import { Pins, PinProgress } from './pins'
 import { BlockCache, CacheStats } from '../cache/block-cache'
 import { ReadCopies } from '../cache/read-copies'
 import { bump, compare, VersionVector } from './version-vector'
-import { saveJson } from '../json-file'
 
 export interface Stat {
   type: EntryType
@@ -102,13 +100,8 @@ export class Folder extends EventEmitter {
     return this.own?.deviceId ?? null
   }
 
-
-  private get membersFile(): string {
-    return path.join(this.opts.dir, 'members.json')
-  }
-
   async open(): Promise<void> {
-    for (const cert of await this.loadCertificates()) this.certificates.set(cert.driveKey.toString('hex'), cert)
+    for (const cert of await loadMembers(this.opts.dir)) this.certificates.set(cert.driveKey.toString('hex'), cert)
     const { keys, store, dir } = this.opts
     const limit = this.opts.keepAll ? Infinity : this.opts.cacheLimit
     this.cache = new BlockCache(path.join(dir, 'cache.json'), limit, this.content, (err) => this.emit('warning', err))
@@ -219,17 +212,8 @@ export class Folder extends EventEmitter {
     if (this.writable && this.index.conflictedPaths().length) this.settleConflicts().catch((err) => this.emit('warning', err))
   }
 
-  private async loadCertificates(): Promise<Certificate[]> {
-    try {
-      const list = JSON.parse(await fs.readFile(this.membersFile, 'utf8')) as unknown[]
-      return list.map(fromJson).filter((c): c is Certificate => c !== null)
-    } catch {
-      return []
-    }
-  }
-
   private async saveCertificates(): Promise<void> {
-    await saveJson(this.membersFile, this.allCertificates().map(toJson))
+    await saveMembers(this.opts.dir, this.allCertificates())
   }
 
   // --- reading ---

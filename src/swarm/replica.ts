@@ -2,14 +2,11 @@
 // reading them. It needs only the folder public key (to check certificates), so it works
 // with the encrypted secret on a box nobody trusts: blocks stay ciphertext on its disk.
 import { EventEmitter, once } from 'events'
-import { promises as fs } from 'fs'
-import path from 'path'
 import Corestore from 'corestore'
 import Hypercore from 'hypercore'
 import Hyperdrive from 'hyperdrive'
 import { FolderKeys } from '../secrets'
-import { Certificate, fromJson, isValidCertificate, toJson } from '../model/certificates'
-import { saveJson } from '../json-file'
+import { Certificate, isValidCertificate, loadMembers, saveMembers } from '../model/certificates'
 
 export class Replica extends EventEmitter {
   private readonly certificates = new Map<string, Certificate>()
@@ -19,15 +16,8 @@ export class Replica extends EventEmitter {
     super()
   }
 
-  private get membersFile(): string {
-    return path.join(this.dir, 'members.json')
-  }
-
   async open(): Promise<void> {
-    try {
-      const list = JSON.parse(await fs.readFile(this.membersFile, 'utf8')) as unknown[]
-      for (const cert of list.map(fromJson)) if (cert) await this.addCertificate(cert)
-    } catch {}
+    for (const cert of await loadMembers(this.dir)) await this.addCertificate(cert)
   }
 
   allCertificates(): Certificate[] {
@@ -39,7 +29,7 @@ export class Replica extends EventEmitter {
     const hex = cert.driveKey.toString('hex')
     if (this.certificates.has(hex)) return false
     this.certificates.set(hex, cert)
-    await saveJson(this.membersFile, this.allCertificates().map(toJson))
+    await saveMembers(this.dir, this.allCertificates())
     this.mirror(cert.driveKey).catch((err) => this.emit('warning', err))
     this.emit('member', cert)
     return true
