@@ -5,6 +5,7 @@ import { execFile } from 'child_process'
 import { promisify } from 'util'
 import path from 'path'
 import type FuseType from 'fuse-native'
+import loadAddon from 'node-gyp-build'
 import { Folder } from '../model/folder'
 import { UserError } from '../user-error'
 import { createOps } from './ops'
@@ -39,8 +40,7 @@ interface PatchedBinding {
 
 /** fuse-native's addon, as fuse-native loaded it (the same module instance). */
 function fuseBinding(): PatchedBinding {
-  const load = require('node-gyp-build') as (dir: string) => PatchedBinding
-  return load(path.dirname(require.resolve('fuse-native/package.json')))
+  return loadAddon(path.dirname(require.resolve('fuse-native/package.json'))) as PatchedBinding
 }
 
 /**

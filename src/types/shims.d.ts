@@ -269,3 +269,9 @@ declare module 'fs-native-extensions' {
   /** Punches a hole: the range reads as zeros and its disk space is freed. */
   export function trim(fd: number, offset: number, length: number): Promise<void>
 }
+
+declare module 'node-gyp-build' {
+  /** The native addon of the package in `dir` (the same instance the package itself loads). */
+  function load(dir: string): unknown
+  export = load
+}
