@@ -1,7 +1,8 @@
 'use strict'
 // A listing hands every entry's stat to the FUSE addon's stat cache (scripts/patch-fuse-native.js),
 // which answers getattr for up to a second: every change must empty it, or `stat` right after
-// `ls -l` would show what the file was.
+// `ls -l` would show what the file was. And `ls -l` asks no more attribute round trips than
+// it must: extended attributes other than user.* are not supported, said once per listing.
 const test = require('brittle')
 const { startTestnet, Device, newSecret, sh } = require('./helpers')
 
@@ -31,4 +32,22 @@ test('stat right after a listing shows every change at once', { timeout: 120000 
     const res = await sh(`ls -l ${d} > /dev/null && ls -l ${d} > /dev/null && ${change} && ${check}`)
     t.is(res.stdout.trim(), expected, `${name}: stat after ls -l shows it (${res.stderr.trim()})`)
   }
+})
+
+test('ls -l learns once that only user.* extended attributes exist; user.tsyncfs.local still answers', { timeout: 120000 }, async (t) => {
+  const bootstrap = await startTestnet(t)
+  const a = new Device(t, bootstrap, 'A')
+  await a.mount(await newSecret())
+  const f = JSON.stringify(a.p('f'))
+  t.is((await sh(`printf 12345 > ${f}`)).code, 0, 'a file')
+  // ENOTSUP (not ENODATA) is what tells coreutils to stop asking for ACLs and SELinux labels
+  // of the rest of the file system: two FUSE round trips per file listed.
+  for (const name of ['security.selinux', 'system.posix_acl_access', 'trusted.x']) {
+    const res = await sh(`getfattr -n ${name} ${f}`)
+    t.ok(res.code !== 0 && /Operation not supported/.test(res.stderr), `getfattr -n ${name}: not supported (${res.stderr.trim()})`)
+  }
+  const local = await sh(`getfattr --only-values -n user.tsyncfs.local ${f}`)
+  t.is(local.stdout.trim(), '5/5 bytes (100.0%)', 'user.tsyncfs.local still answers')
+  const missing = await sh(`getfattr -n user.other ${f}`)
+  t.ok(missing.code !== 0 && /No such attribute/.test(missing.stderr), `an unknown user.* attribute is missing, not unsupported (${missing.stderr.trim()})`)
 })

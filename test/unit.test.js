@@ -557,3 +557,44 @@ test('BlockCache: read copies count toward the limit, go with their blocks, and 
   t.ok(!calls.includes('clear c:1'), 'the pinned block stayed')
   await cache.close()
 })
+
+test('compactCore: the cache\'s compaction of one core frees its cleared blocks, though the store collects no blob garbage in the background', async (t) => {
+  const Corestore = require('corestore')
+  const { openStore } = require('../dist/daemon/store')
+  const { compactCore } = require('../dist/model/core-compaction')
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-compact-'))
+  t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
+  const writer = new Corestore(path.join(dir, 'w'))
+  const reader = openStore(path.join(dir, 'r')) // the daemon's own store settings
+  t.teardown(async () => { await reader.close(); await writer.close() })
+  const source = writer.get({ name: 'blobs' })
+  await source.ready()
+  const BLOCKS = 160 // 40 MiB: five or more of the reader's 8 MiB flushes, so several blob files
+  for (let i = 0; i < BLOCKS; i += 16) await source.append(Array.from({ length: 16 }, () => require('crypto').randomBytes(256 * 1024)))
+  const a = writer.replicate(true)
+  const b = reader.replicate(false)
+  a.pipe(b).pipe(a)
+  const copy = reader.get({ key: source.key })
+  await copy.ready()
+  await copy.download({ start: 0, end: BLOCKS }).done()
+  const blobBytes = async () => {
+    const db = path.join(dir, 'r', 'cores', 'db')
+    let n = 0
+    for (const name of await fsp.readdir(db)) if (name.endsWith('.blob')) n += (await fsp.stat(path.join(db, name))).size
+    return n
+  }
+  await compactCore(copy) // flushes the memtable, so that every block is in a blob file
+  const before = await blobBytes()
+  t.ok(before >= BLOCKS * 256 * 1024, `the downloaded blocks are in blob files (${(before / 1048576).toFixed(1)} MiB)`)
+  // Block 0 stays: its blob file, the oldest, holds only garbage besides it, which only a
+  // forced collection reclaims (it moves block 0 elsewhere).
+  await copy.clear(1, BLOCKS)
+  await compactCore(copy)
+  let after = await blobBytes()
+  for (let i = 0; i < 50 && after > 4 * 1048576; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    after = await blobBytes()
+  }
+  t.ok(after <= 4 * 1048576, `after clearing all blocks but the first and compacting that core, blob files hold ${(after / 1048576).toFixed(1)} MiB`)
+  t.alike(await copy.get(0), await source.get(0), 'the block kept reads back intact')
+})

@@ -8,6 +8,7 @@ import { FsError } from './errors'
 import { BlockCache } from '../cache/block-cache'
 import { ReadCopies } from '../cache/read-copies'
 import { MAX_WINDOW } from '../cache/read-ahead'
+import { compactCore } from './core-compaction'
 
 export const BLOCK_SIZE = 256 * 1024
 const APPEND_BATCH = 16
@@ -76,8 +77,8 @@ export class ContentStore {
    *  rewrite this device's own content and the metadata, holding two copies meanwhile. */
   async compact(cores: string[]): Promise<void> {
     for (const hex of cores) {
-      const storage = this.cores.get(hex)?.core?.state?.storage
-      if (storage) await storage.compact()
+      const core = this.cores.get(hex)
+      if (core) await compactCore(core)
     }
   }
 
@@ -166,9 +167,12 @@ export class ContentStore {
 
   private async fetchBlock(core: Hypercore, ref: ContentRef, index: number): Promise<Buffer> {
     let block: Buffer | null
-    if (this.cache && !this.own.has(ref.core)) this.cache.used(ref.core, index, await core.has(index))
+    // Asked for before awaiting anything, so that it goes out ahead of the read-ahead.
+    const wasLocal = this.cache && !this.own.has(ref.core) ? core.has(index).catch(() => false) : null
+    const getting = core.get(index, { timeout: this.readTimeoutMs })
     try {
-      block = await core.get(index, { timeout: this.readTimeoutMs })
+      if (wasLocal) this.cache?.used(ref.core, index, await wasLocal)
+      block = await getting
     } catch (err) {
       throw new FsError('EIO', `block ${index} not available: ${(err as Error).message}`)
     }

@@ -277,8 +277,11 @@ export class Folder extends EventEmitter {
     const ref = h.content
     if (!ref) return 0
     const range = h.readAhead.observe(offset, target.length, ref.blockSize, ref.blockLength)
+    // The blocks read are asked for first: peers answer in order, and after a seek the
+    // reader would otherwise wait for a read-ahead block before its own.
+    const reading = this.content.readInto(ref, offset, target)
     if (range) this.content.prefetch(ref, range[0], range[1])
-    return this.content.readInto(ref, offset, target)
+    return reading
   }
 
   async write(fd: number, data: Buffer, offset: number): Promise<number> {
