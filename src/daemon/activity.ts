@@ -8,6 +8,7 @@ export interface ActivityEvent { seq: number; time: number; kind: ActivityKind; 
 interface PeerLike { id: string; address: string }
 
 const CAPACITY = 200
+const DIFF_EVERY_MS = 2000
 const MAX_FILE_EVENTS_PER_DIFF = 20 // a big sync is summarised, not flooded
 const CONFLICT_COPY = /\.sync-conflict-\d{8}-\d{6}-/
 
@@ -49,8 +50,9 @@ export class ActivityLog {
     if (this.peerTimer) clearInterval(this.peerTimer)
   }
 
-  /** Diffing walks the whole index on the event loop that also serves FUSE: at most twice
-   *  a second, and less often when a diff is slow (a huge folder), so it stays under ~5%. */
+  /** Diffing walks the whole index on the event loop that also serves FUSE: at most every
+   *  2 s while changes come (as often as the poll it replaced), and less often when a diff
+   *  is slow (a huge folder), so it stays under ~5%. */
   private scheduleDiff(folder: Folder): void {
     if (this.diffTimer || this.stopped) return
     this.diffTimer = setTimeout(() => {
@@ -58,7 +60,7 @@ export class ActivityLog {
       this.diffFiles(folder)
       this.lastDiffMs = Date.now() - started
       this.diffTimer = null
-    }, Math.max(500, this.lastDiffMs * 20))
+    }, Math.max(DIFF_EVERY_MS, this.lastDiffMs * 20))
   }
 
   private diffFiles(folder: Folder): void {
