@@ -7,7 +7,8 @@ import Rache from 'rache'
 /** RocksDB's memtable (and so its WAL) is 64 MiB by default, and a flush holds it twice on
  *  disk for a moment: more than the cache's stated overhead. 8 MiB keeps that small. */
 const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
-/** No blob relocation in background compactions: see model/core-compaction.ts. */
+/** No blob relocation in background compactions (docs/design.md, "Blob garbage collection
+ *  only where the cache deletes"): the cache's own compactions still collect. */
 const BACKGROUND_BLOB_GC_AGE = 0
 /** Decoded hyperbee keys and nodes kept, for all logs together. Each log otherwise keeps up
  *  to 65,536 of its own: with 100,000 files that alone held about 200 MiB. */

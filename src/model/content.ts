@@ -8,7 +8,6 @@ import { FsError } from './errors'
 import { BlockCache } from '../cache/block-cache'
 import { ReadCopies } from '../cache/read-copies'
 import { MAX_WINDOW } from '../cache/read-ahead'
-import { compactCore } from './core-compaction'
 
 export const BLOCK_SIZE = 256 * 1024
 const APPEND_BATCH = 16
@@ -77,8 +76,10 @@ export class ContentStore {
    *  rewrite this device's own content and the metadata, holding two copies meanwhile. */
   async compact(cores: string[]): Promise<void> {
     for (const hex of cores) {
-      const core = this.cores.get(hex)
-      if (core) await compactCore(core)
+      // An explicit compaction collects blob garbage (rocksdb-native asks for RocksDB's
+      // default age cut-off), though background ones do not (daemon/store.ts).
+      const storage = this.cores.get(hex)?.core?.state?.storage
+      if (storage) await storage.compact()
     }
   }
 

@@ -43,13 +43,8 @@ declare module 'hypercore' {
     setActive(active: boolean): void
     info(opts?: { storage?: boolean }): Promise<unknown>
     static defaultStorage(dir: string, opts?: { writeBufferSize?: number; blobGarbageCollectionAgeCutOff?: number }): object
-    /** Internal: the core's storage, whose RocksDB ranges compact on their own. */
-    core?: { state?: { storage?: CoreStorage } }
-  }
-  /** Internal (hypercore-storage): one core's view of the shared RocksDB. */
-  interface CoreStorage {
-    db: { compactRange(start: Buffer, end: Buffer, opts: { blobGarbageCollectionPolicy: number; blobGarbageCollectionAgeCutoff: number }): Promise<void> }
-    core: { corePointer: number; dataPointer: number }
+    /** Internal: the core's RocksDB ranges, compactable on their own. */
+    core?: { state?: { storage?: { compact(): Promise<unknown> } } }
   }
   export = Hypercore
 }
@@ -281,8 +276,3 @@ declare module 'node-gyp-build' {
   export = load
 }
 
-/** The key prefixes of hypercore-storage (the copy hypercore itself loads, see
- *  model/core-compaction.ts). */
-declare module 'hypercore-storage/lib/keys.js' {
-  export const core: { core(pointer: number): Buffer; data(pointer: number): Buffer }
-}
