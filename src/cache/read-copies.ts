@@ -40,7 +40,7 @@ export class ReadCopies {
 
   /** Writes a copy of a block; false if it was not kept (a drop in the core ran meanwhile). */
   async write(core: string, index: number, block: Buffer): Promise<boolean> {
-    const before = this.drops.get(core) ?? 0
+    const before = this.dropsIn(core)
     const file = await this.file(core)
     const sealed = Buffer.allocUnsafe(block.length)
     this.xor(core, sealed, block, index * this.slot)
@@ -50,7 +50,7 @@ export class ReadCopies {
       await trim(file.fd, index * this.slot, this.slot).catch(() => {}) // e.g. a full disk
       throw err
     }
-    if ((this.drops.get(core) ?? 0) !== before) {
+    if (this.dropsIn(core) !== before) {
       await trim(file.fd, index * this.slot, this.slot)
       return false
     }
@@ -63,17 +63,21 @@ export class ReadCopies {
   /** Reads copied bytes at a position of the core's file into `target`; null if a drop ran
    *  meanwhile (the range may have become a hole), so the caller reads the log instead. */
   async read(core: string, position: number, target: Buffer, length: number): Promise<number | null> {
-    const before = this.drops.get(core) ?? 0
+    const before = this.dropsIn(core)
     const { fd } = await this.file(core)
     // The callback form: a FileHandle's read costs a promise and more per call, and warm
     // reads are bound by this thread.
     const bytesRead = await new Promise<number>((resolve, reject) => {
       read(fd, target, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)))
     })
-    if ((this.drops.get(core) ?? 0) !== before) return null
+    if (this.dropsIn(core) !== before) return null
     const bytes = target.subarray(0, bytesRead)
     this.xor(core, bytes, bytes, position)
     return bytesRead
+  }
+
+  private dropsIn(core: string): number {
+    return this.drops.get(core) ?? 0
   }
 
   /** XORs the core's keystream at `position` over `input` into `out` (may be the same). */
@@ -94,7 +98,7 @@ export class ReadCopies {
   /** Forgets a block's copy and frees its space. */
   async drop(core: string, index: number): Promise<void> {
     if (!this.present.get(core)?.delete(index)) return
-    this.drops.set(core, (this.drops.get(core) ?? 0) + 1)
+    this.drops.set(core, this.dropsIn(core) + 1)
     const file = await this.file(core)
     await trim(file.fd, index * this.slot, this.slot)
   }
