@@ -339,3 +339,59 @@ test('--keep-all fetches every file whole without reads, including new ones', { 
   r = await sh(`diff -r ${src} ${c.mnt}`, { timeout: 60000 })
   t.is(r.code, 0, `with A gone, C's tree equals A's ${r.stdout}${r.stderr}`)
 })
+
+test('warm re-reads come from the read copies on FUSE\'s threads: the right bytes at any offset, counted as hits; once evicted, the same open file reads from the peer again', { timeout: 300000 }, async (t) => {
+  const bootstrap = await startTestnet(t)
+  const secret = await newSecret()
+  const a = new Device(t, bootstrap, 'A')
+  const b = new Device(t, bootstrap, 'B')
+  t.teardown(() => sh(`rm -rf ${a.dir}/src`))
+  await sh(`mkdir -p ${a.dir}/src`)
+  await a.mount(secret)
+  const size = 8 * MiB + 12345 // a last block that is not whole
+  const files = {
+    'warm.bin': { source: path.join(a.dir, 'src', 'warm.bin'), size },
+    'other.bin': { source: path.join(a.dir, 'src', 'other.bin'), size: 48 * MiB }
+  }
+  let r = await writeFiles(a, files)
+  t.is(r.code, 0, `A writes an 8 MiB file and a 48 MiB one ${r.stderr}`)
+  await b.mount(secret, ['--cache-size', '32M'])
+  await waitFor(async () => (await b.status()).bytesTotal === size + 48 * MiB, { timeout: 60000, message: 'B to see both files' })
+
+  // Every block read gets its copy, also one whose download event came after the read.
+  const c0 = await cmp(b, 'warm.bin', files['warm.bin'].source)
+  t.ok(c0.ok, `B reads warm.bin once, from A ${c0.out}`)
+  await waitFor(async () => (await cacheStatus(b)).copyBytes >= size, { timeout: 10000, message: 'read copies of the whole file' })
+  const before = await cacheStatus(b)
+
+  // The kernel's page cache is dropped, so that the reads reach the file system.
+  const source = await fs.readFile(files['warm.bin'].source)
+  const fh = await fs.open(b.p('warm.bin'), 'r')
+  t.teardown(() => fh.close().catch(() => {}))
+  const readsRight = async (what) => {
+    await sh('sync && echo 1 > /proc/sys/vm/drop_caches')
+    const ranges = [[0, size], [12345, 300000], [256 * KiB - 100, 200], [size - 5000, 10000], [size + 10, 100]]
+    for (const [position, length] of ranges) {
+      const buf = Buffer.alloc(length)
+      const { bytesRead } = await fh.read(buf, 0, length, position)
+      const want = source.subarray(position, position + length)
+      if (!buf.subarray(0, bytesRead).equals(want)) return t.fail(`${what}: ${length} bytes at ${position} differ (${bytesRead} read, ${want.length} expected)`)
+    }
+    t.pass(`${what}: whole, unaligned, across a block boundary, up to the end and past it`)
+  }
+  await readsRight('re-reads on B give the right bytes')
+  const blocks = Math.ceil(size / (256 * KiB))
+  let after = before
+  await waitFor(async () => (after = await cacheStatus(b)).directHits >= before.directHits + blocks, { timeout: 10000, message: 'the direct reads to be counted' }).catch(() => {})
+  t.ok(after.directHits - before.directHits >= blocks, `the re-reads were answered outside the event loop and counted as hits of all ${blocks} blocks (${before.directHits} -> ${after.directHits} direct hits)`)
+  t.is(after.misses, before.misses, 'and none of them missed')
+
+  // Reading 48 MiB through a 32 MiB cache evicts warm.bin's blocks and their copies, while
+  // warm.bin stays open: its next reads must not trust a copy that is gone.
+  const c1 = await cmp(b, 'other.bin', files['other.bin'].source)
+  t.ok(c1.ok, `B reads other.bin intact ${c1.out}`)
+  await waitFor(async () => (await localOf(b, 'warm.bin')).local < size, { timeout: 30000, message: 'warm.bin to be evicted' })
+  t.pass(`warm.bin is evicted (${(await localOf(b, 'warm.bin')).text})`)
+  await readsRight('the handle opened before the eviction still reads the right bytes')
+  t.ok((await cacheStatus(b)).misses > after.misses, 'those reads went to A again (misses grew)')
+})

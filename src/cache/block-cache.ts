@@ -22,6 +22,9 @@ export interface CacheStats {
   pinnedBytes: number
   evictableBytes: number
   hits: number
+  /** Of the hits, blocks read on FUSE's threads from their copies (counted once per block
+   *  and second, not per read). */
+  directHits: number
   misses: number
   hitRate: number
 }
@@ -40,6 +43,7 @@ export class BlockCache {
   private total = 0 // log blocks and read copies
   private copies = 0
   private hits = 0
+  private directHits = 0
   private misses = 0
   private dirty = false
   private saveTimer: NodeJS.Timeout | null = null
@@ -63,10 +67,11 @@ export class BlockCache {
 
   async load(): Promise<void> {
     try {
-      const saved = JSON.parse(await fs.readFile(this.file, 'utf8')) as { blocks: Array<[string, number, number]>; hits: number; misses: number }
+      const saved = JSON.parse(await fs.readFile(this.file, 'utf8')) as { blocks: Array<[string, number, number]>; hits: number; directHits?: number; misses: number }
       for (const [key, bytes, lastUse] of saved.blocks) this.blocks.set(key, { bytes, lastUse, copy: 0 })
       this.total = [...this.blocks.values()].reduce((n, b) => n + b.bytes, 0)
       this.hits = saved.hits ?? 0
+      this.directHits = saved.directHits ?? 0
       this.misses = saved.misses ?? 0
     } catch {}
   }
@@ -77,7 +82,7 @@ export class BlockCache {
     if (!this.dirty) return
     this.dirty = false
     const blocks = [...this.blocks].map(([key, b]) => [key, b.bytes, b.lastUse])
-    await saveJson(this.file, { blocks, hits: this.hits, misses: this.misses })
+    await saveJson(this.file, { blocks, hits: this.hits, directHits: this.directHits, misses: this.misses })
   }
 
   /** A block of another member's content arrived from a peer. */
@@ -89,6 +94,12 @@ export class BlockCache {
     this.total += bytes
     this.changed()
     if (this.total > this.limit) this.evictSoon()
+  }
+
+  /** A block read from the log is on this disk: counted now if its download event (which
+   *  hypercore may emit after the read returns) has not come yet. */
+  holds(core: string, index: number, bytes: number): void {
+    if (!this.blocks.has(BlockCache.key(core, index))) this.added(core, index, bytes)
   }
 
   /** Whether a read copy of this block would be kept: it is in the cache and not pinned
@@ -119,6 +130,12 @@ export class BlockCache {
     this.changed()
   }
 
+  /** A block was read from its copy outside the event loop (src/fs/direct-reads.ts). */
+  usedDirect(core: string, index: number): void {
+    this.directHits++
+    this.used(core, index, true)
+  }
+
   /** Replaces the set of pinned blocks (keys from BlockCache.key). */
   setPinned(keys: Set<string>): void {
     this.pinned = keys
@@ -140,6 +157,7 @@ export class BlockCache {
       pinnedBytes,
       evictableBytes: this.total - this.copies - pinnedBytes,
       hits: this.hits,
+      directHits: this.directHits,
       misses: this.misses,
       hitRate: lookups ? this.hits / lookups : 0
     }

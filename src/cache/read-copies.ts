@@ -7,6 +7,8 @@
 // dir never holds plaintext, even after a crash. Which blocks have a copy is known in
 // memory only too, and the files are removed at open and at close, so a crash never
 // leaves a block marked whose copy was not wholly written.
+// A mirror (FUSE's threads, src/fs/direct-reads.ts) may read the copies too: it learns the
+// key, each file and each whole copy, and a copy is unmarked there before its space is freed.
 import { promises as fs, read } from 'fs'
 import path from 'path'
 import { randomBytes } from 'crypto'
@@ -14,16 +16,48 @@ import sodium from 'sodium-universal'
 import { trim } from 'fs-native-extensions'
 
 const CHACHA_BLOCK = 64
+const MIRROR_DRAIN_MS = 1000
+
+/** A reader of the copies outside this thread, told what it may read. */
+export interface CopyMirror {
+  /** Starts over with this key and block slot size; slot 0: no copies to read. */
+  reset(key: Buffer, slot: number): void
+  addFile(core: string, fd: number, nonce: Buffer): void
+  /** A block's copy is whole, or is about to go (then returns once no reader uses it). */
+  mark(core: string, index: number, present: boolean): void
+  /** The blocks it read since the last call. */
+  drainRead(): Array<[core: string, index: number]>
+}
 
 export class ReadCopies {
   private readonly files = new Map<string, Promise<fs.FileHandle>>()
+  private readonly opened = new Map<string, fs.FileHandle>()
   private readonly present = new Map<string, Set<number>>()
   /** Bumped by every drop in a core: a read or write that spans a drop cannot trust its bytes. */
   private readonly drops = new Map<string, number>()
   private readonly key = randomBytes(32)
   private readonly nonces = new Map<string, Buffer>()
+  private mirror: CopyMirror | null = null
+  private drainTimer: NodeJS.Timeout | null = null
+  /** Called for each block the mirror read: the cache's LRU order counts those reads too. */
+  onMirrorRead: ((core: string, index: number) => void) | null = null
 
   constructor(private readonly dir: string, readonly slot: number) {}
+
+  attach(mirror: CopyMirror): void {
+    this.mirror = mirror
+    mirror.reset(this.key, this.slot)
+    for (const [core, file] of this.opened) {
+      mirror.addFile(core, file.fd, this.nonce(core))
+      for (const index of this.present.get(core) ?? []) mirror.mark(core, index, true)
+    }
+    this.drainTimer = setInterval(() => this.drainMirror(), MIRROR_DRAIN_MS)
+    this.drainTimer.unref()
+  }
+
+  private drainMirror(): void {
+    for (const [core, index] of this.mirror?.drainRead() ?? []) this.onMirrorRead?.(core, index)
+  }
 
   async open(): Promise<void> {
     await fs.rm(this.dir, { recursive: true, force: true })
@@ -57,6 +91,7 @@ export class ReadCopies {
     let present = this.present.get(core)
     if (!present) this.present.set(core, (present = new Set()))
     present.add(index)
+    this.mirror?.mark(core, index, true)
     return true
   }
 
@@ -82,8 +117,7 @@ export class ReadCopies {
 
   /** XORs the core's keystream at `position` over `input` into `out` (may be the same). */
   private xor(core: string, out: Buffer, input: Buffer, position: number): void {
-    let nonce = this.nonces.get(core)
-    if (!nonce) this.nonces.set(core, (nonce = randomBytes(24)))
+    const nonce = this.nonce(core)
     const skip = position % CHACHA_BLOCK
     const counter = (position - skip) / CHACHA_BLOCK
     if (skip === 0) return sodium.crypto_stream_xchacha20_xor_ic(out, input, nonce, counter, this.key)
@@ -95,17 +129,29 @@ export class ReadCopies {
     if (input.length > head) sodium.crypto_stream_xchacha20_xor_ic(out.subarray(head), input.subarray(head), nonce, counter + 1, this.key)
   }
 
+  private nonce(core: string): Buffer {
+    let nonce = this.nonces.get(core)
+    if (!nonce) this.nonces.set(core, (nonce = randomBytes(24)))
+    return nonce
+  }
+
   /** Forgets a block's copy and frees its space. */
   async drop(core: string, index: number): Promise<void> {
     if (!this.present.get(core)?.delete(index)) return
+    this.mirror?.mark(core, index, false)
     this.drops.set(core, this.dropsIn(core) + 1)
     const file = await this.file(core)
     await trim(file.fd, index * this.slot, this.slot)
   }
 
   async close(): Promise<void> {
+    if (this.drainTimer) clearInterval(this.drainTimer)
+    this.drainMirror()
+    this.mirror?.reset(this.key, 0)
+    this.mirror = null
     const files = [...this.files.values()]
     this.files.clear()
+    this.opened.clear()
     this.present.clear()
     for (const file of files) await (await file).close()
     await fs.rm(this.dir, { recursive: true, force: true })
@@ -114,7 +160,11 @@ export class ReadCopies {
   private file(core: string): Promise<fs.FileHandle> {
     let file = this.files.get(core)
     if (!file) {
-      file = fs.open(path.join(this.dir, core), 'w+', 0o600)
+      file = fs.open(path.join(this.dir, core), 'w+', 0o600).then((handle) => {
+        this.opened.set(core, handle)
+        this.mirror?.addFile(core, handle.fd, this.nonce(core))
+        return handle
+      })
       this.files.set(core, file)
     }
     return file

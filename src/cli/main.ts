@@ -365,7 +365,7 @@ async function locate(arg: string | undefined): Promise<{ reg: Registration; rel
 
 interface CacheResult {
   mountpoint: string; limit: number | null; localBytes: number; copyBytes: number; pinnedBytes: number; evictableBytes: number
-  hits: number; misses: number; hitRate: number; pins: { paths: string[]; bytesTotal: number; bytesLocal: number }
+  hits: number; directHits: number; misses: number; hitRate: number; pins: { paths: string[]; bytesTotal: number; bytesLocal: number }
 }
 
 function formatCache(c: CacheResult): string {
@@ -375,7 +375,7 @@ function formatCache(c: CacheResult): string {
     `local      ${formatBytes(c.localBytes)} (${formatBytes(c.pinnedBytes)} pinned, ${formatBytes(c.evictableBytes)} evictable)`,
     `copies     ${formatBytes(c.copyBytes)} (copies of read blocks for fast re-reads, within the limit)`,
     `pinned     ${c.pins.paths.join(', ') || '-'}: ${formatBytes(c.pins.bytesLocal)} of ${formatBytes(c.pins.bytesTotal)} local`,
-    `hit rate   ${(c.hitRate * 100).toFixed(1)}% (${c.hits} hits, ${c.misses} misses)`
+    `hit rate   ${(c.hitRate * 100).toFixed(1)}% (${c.hits} hits, ${c.directHits} of them read outside the event loop; ${c.misses} misses)`
   ].join('\n')
 }
 

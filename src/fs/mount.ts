@@ -9,6 +9,7 @@ import loadAddon from 'node-gyp-build'
 import { Folder } from '../model/folder'
 import { UserError } from '../user-error'
 import { createOps } from './ops'
+import { DirectReadBinding, DirectReads } from './direct-reads'
 
 const run = promisify(execFile)
 
@@ -33,7 +34,7 @@ export function loadFuse(): typeof FuseType {
   }
 }
 
-interface PatchedBinding {
+interface PatchedBinding extends Partial<DirectReadBinding> {
   /** Empties the stat cache that scripts/patch-fuse-native.js adds to the addon. */
   tsyncfs_stat_cache_clear?: () => void
 }
@@ -123,9 +124,12 @@ export class FolderMount {
       }
     }
     // getattr answers from the addon's stat cache until anything in the folder changes.
-    const clearStats = fuseBinding().tsyncfs_stat_cache_clear ?? (() => {})
+    const binding = fuseBinding()
+    const clearStats = binding.tsyncfs_stat_cache_clear ?? (() => {})
     this.folder.onChange(clearStats)
-    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log, changed: clearStats })
+    const mirror = DirectReads.available(binding) ? new DirectReads(binding) : null
+    const direct = mirror && this.folder.mirrorCopies(mirror) ? mirror : null
+    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log, changed: clearStats, direct })
     const fuse = new TsyncFuse(this.opts.mountpoint, ops, {
       // Our own reads are bounded by --read-timeout; a commit of a large file may take long.
       timeout: false,

@@ -4,6 +4,7 @@ import { constants } from 'os'
 import { promises as fs } from 'fs'
 import { Folder, Stat } from '../model/folder'
 import { FsError } from '../model/errors'
+import { DirectReads } from './direct-reads'
 
 type Callback = (...args: never[]) => void
 type Reply = (...args: unknown[]) => void
@@ -16,6 +17,8 @@ export interface OpsOptions {
   log: (message: string) => void
   /** Called after every operation that may change what getattr returns. */
   changed: () => void
+  /** Reads the addon answers itself from the read copies, when the addon can. */
+  direct: DirectReads | null
 }
 
 // Negative errno values, as fuse-native's constants are; not taken from fuse-native itself,
@@ -76,7 +79,11 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     }, (done, { names, stats }) => done(0, names, stats)),
     readlink: (path: string, cb: Callback) => call(cb, () => folder.readlink(path), withValue),
     statfs: (_path: string, cb: Callback) => call(cb, () => statfs(folder, opts.dataDir), withValue),
-    open: (path: string, flags: number, cb: Callback) => change(cb, () => folder.openFile(path, flags), withValue),
+    open: (path: string, flags: number, cb: Callback) => change(cb, async () => {
+      const fd = await folder.openFile(path, flags)
+      opts.direct?.open(fd, folder.copyRange(fd))
+      return fd
+    }, withValue),
     create: (path: string, mode: number, cb: Callback) => change(cb, () => folder.create(path, mode), withValue),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
       call(cb, () => folder.read(fd, pos, buf.subarray(0, len)), count),
@@ -86,7 +93,10 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     flush: (_path: string, fd: number, cb: Callback) => change(cb, () => folder.flush(fd), ok),
     fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => change(cb, () => folder.fsync(fd), ok),
     fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Callback) => (cb as unknown as Reply)(0),
-    release: (_path: string, fd: number, cb: Callback) => change(cb, () => folder.release(fd), ok),
+    release: (_path: string, fd: number, cb: Callback) => change(cb, () => {
+      opts.direct?.release(fd)
+      return folder.release(fd)
+    }, ok),
     truncate: (path: string, size: number, cb: Callback) => change(cb, () => folder.truncate(path, size), ok),
     ftruncate: (path: string, _fd: number, size: number, cb: Callback) => change(cb, () => folder.truncate(path, size), ok),
     unlink: (path: string, cb: Callback) => change(cb, () => folder.unlink(path), ok),

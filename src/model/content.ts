@@ -178,6 +178,7 @@ export class ContentStore {
       throw new FsError('EIO', `block ${index} not available: ${(err as Error).message}`)
     }
     if (!block) throw new FsError('EIO', `block ${index} not available`)
+    if (!this.own.has(ref.core)) this.cache?.holds(ref.core, index, block.length)
     this.keepCopy(ref, index, block)
     return block
   }

@@ -17,7 +17,7 @@ import { Mutex } from './mutex'
 import { StagedFile, StagingArea } from './staging'
 import { Pins, PinProgress } from './pins'
 import { BlockCache, CacheStats } from '../cache/block-cache'
-import { ReadCopies } from '../cache/read-copies'
+import { CopyMirror, ReadCopies } from '../cache/read-copies'
 import { bump, compare, VersionVector } from './version-vector'
 
 export interface Stat {
@@ -113,6 +113,7 @@ export class Folder extends EventEmitter {
       await copies.open()
       this.content.copies = copies
       this.content.onCopyError = (err) => this.emit('warning', err)
+      copies.onMirrorRead = (core, index) => this.cache?.usedDirect(core, index)
     }
     this.pins = new Pins(path.join(dir, 'pins.json'), this.index, this.content, this.cache, !!this.opts.keepAll)
     await this.pins.load()
@@ -268,6 +269,23 @@ export class Folder extends EventEmitter {
     this.staged.set(p, staged)
     this.showNew(staged)
     return this.addHandle({ path: p, staged, content: null, readAhead: new ReadAhead() })
+  }
+
+  /** Lets another reader (FUSE's threads) read the read copies too. */
+  mirrorCopies(mirror: CopyMirror): boolean {
+    this.content.copies?.attach(mirror)
+    return this.content.copies !== null
+  }
+
+  /** Where a handle's bytes would lie in the read copies, if it reads one fixed version
+   *  of other members' content (what it reads then never changes). */
+  copyRange(fd: number): { core: string; base: number; size: number } | null {
+    const h = this.handle(fd)
+    const ref = h.content
+    const copies = this.content.copies
+    if (h.staged || !ref || !copies || ref.blockSize !== copies.slot || this.content.isOwn(ref)) return null
+    // Every block of a file but its last is whole, so its bytes lie contiguous there.
+    return { core: ref.core, base: ref.blockOffset * ref.blockSize, size: ref.byteLength }
   }
 
   /** Reads up to `target.length` bytes at `offset` into `target`; returns how many. */
