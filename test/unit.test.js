@@ -432,46 +432,66 @@ test('secrets: typos, truncation and wrong prefixes are rejected', async (t) => 
   }
 })
 
-test('staging: closed files survive a crash through the journal, in order, and only while uncommitted', async (t) => {
-  const { StagingArea } = require('../dist/model/staging')
+test('staging: closed files survive a crash through the journal, in order, and only while uncommitted; small ones in the journal itself', async (t) => {
+  const { StagingArea, IN_MEMORY_MAX } = require('../dist/model/staging')
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-staging-'))
   t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
   const area = () => new StagingArea(path.join(dir, 'staging'), path.join(dir, 'journal'))
-  const bytesOf = async (s) => Buffer.concat(await toArray(s.chunks(4, s.size))).toString()
+  const bytesOf = async (s) => Buffer.concat(await toArray(s.chunks(4096, s.size)))
   const toArray = async (it) => { const out = []; for await (const x of it) out.push(x); return out }
+  const stagingFiles = async () => (await fsp.readdir(path.join(dir, 'staging'))).length
+  const big = require('crypto').randomBytes(IN_MEMORY_MAX + 5000)
 
   let a = area()
   t.alike(await a.open(true), [], 'a new area has nothing to recover')
-  const older = await a.create({ path: '/f', mode: 0o644, mtime: 1, base: {} })
+  const older = a.create({ path: '/f', mode: 0o644, mtime: 1, base: {} })
   await older.write(Buffer.from('old bytes'), 0)
   await older.writeJournal()
-  const newer = await a.create({ path: '/f', mode: 0o600, mtime: 2, base: { x: 1 } })
+  const newer = a.create({ path: '/f', mode: 0o600, mtime: 2, base: { x: 1 } })
   await newer.write(Buffer.from('new bytes'), 0)
   await newer.writeJournal()
-  const open = await a.create({ path: '/never-closed', mode: 0o644, mtime: 3, base: {} })
-  await open.write(Buffer.from('unclosed'), 0)
-  const done = await a.create({ path: '/committed', mode: 0o644, mtime: 4, base: {} })
+  t.is(await stagingFiles(), 0, 'small files have no staging file')
+  // Closed small, then grown past the in-memory bound and closed again: its file holds it.
+  const grown = a.create({ path: '/grown', mode: 0o644, mtime: 3, base: {} })
+  await grown.write(big.subarray(0, 100), 0)
+  await grown.writeJournal()
+  await grown.write(big.subarray(100), 100)
+  await grown.writeJournal()
+  t.is(await stagingFiles(), 1, 'a file that grows past the bound moves to its staging file')
+  t.alike(await bytesOf(grown), big, 'with every byte')
+  const open = a.create({ path: '/never-closed', mode: 0o644, mtime: 3, base: {} })
+  await open.write(big, 0)
+  const done = a.create({ path: '/committed', mode: 0o644, mtime: 4, base: {} })
   await done.write(Buffer.from('landed'), 0)
   await done.writeJournal()
   await done.committed()
   await fsp.appendFile(path.join(dir, 'journal'), '{"name":"torn rec') // a crash mid-append
 
-  // A crash: nothing closed. The next run finds the two closed versions of /f, oldest first.
+  // A crash: nothing closed. The next run finds the closed versions, oldest first.
   a = area()
   let found = await a.open(true)
-  t.alike(found.map((s) => s.path), ['/f', '/f'], 'the closed files are recovered, the unclosed and committed ones are not')
-  t.alike(await Promise.all(found.map(bytesOf)), ['old bytes', 'new bytes'], 'with their bytes, in the order they were closed')
+  t.alike(found.map((s) => s.path), ['/f', '/f', '/grown'], 'the closed files are recovered, the unclosed and committed ones are not')
+  t.alike((await Promise.all(found.map(bytesOf))).map((b) => b.length > 100 ? b.equals(big) : b.toString()), ['old bytes', 'new bytes', true],
+    'with their bytes (from the journal, or from the staging file), in the order they were closed')
   t.is(found[1].mode, 0o600, 'and their mode')
-  t.is((await fsp.readdir(path.join(dir, 'staging'))).length, 2, 'the never-closed file is removed')
+  t.is(await stagingFiles(), 1, 'the never-closed file is removed')
 
   // A second crash before their commits: still there.
   a = area()
   found = await a.open(true)
-  t.is(found.length, 2, 'a second crash during recovery loses nothing')
+  t.is(found.length, 3, 'a second crash during recovery loses nothing')
   for (const s of found) await s.discard()
   t.is((await fsp.readFile(path.join(dir, 'journal'), 'utf8')), '', 'the journal is emptied once nothing is pending')
+  t.is(await stagingFiles(), 0, 'and the staging files are gone')
   a = area()
   t.alike(await a.open(true), [], 'and nothing comes back')
+
+  // In memory: truncation and holes read back as zeros.
+  const s = a.create({ path: '/t', mode: 0o644, mtime: 5, base: {} })
+  await s.write(Buffer.from('abcdef'), 0)
+  await s.truncate(2)
+  await s.write(Buffer.from('z'), 4)
+  t.alike(await bytesOf(s), Buffer.from('ab\0\0z'), 'a truncated in-memory file reads zeros past its old end')
 })
 
 test('ReadAhead: a seek asks for the next blocks at once; a sequential read doubles the window up to its bound', async (t) => {

@@ -103,6 +103,24 @@ export async function prepareMountpoint(dir: string): Promise<string> {
   return abs
 }
 
+const READ_AHEAD_KIB = 1024
+
+/**
+ * Raises the kernel's read-ahead for the mount from its 128 KiB default (the mount option
+ * max_readahead can only lower it): a sequential reader then has more 128 KiB requests in
+ * flight, which the FUSE threads answer side by side (warm reads 1.0-1.3 s -> 0.77-0.92 s
+ * per GiB here). Needs root; a user's mount keeps the default.
+ */
+async function raiseReadAhead(mountpoint: string): Promise<void> {
+  const { dev } = await fs.stat(mountpoint, { bigint: true })
+  // glibc's dev_t layout
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn)
+  const file = `/sys/class/bdi/${major}:${minor}/read_ahead_kb`
+  if (process.getuid?.() !== 0) return
+  await fs.writeFile(file, String(READ_AHEAD_KIB))
+}
+
 export class FolderMount {
   private fuse: FuseType | null = null
 
@@ -144,6 +162,7 @@ export class FolderMount {
       })
     })
     this.fuse = fuse
+    await raiseReadAhead(this.opts.mountpoint).catch((err) => this.opts.log(`read-ahead left at the kernel's default: ${(err as Error).message}`))
   }
 
   async unmount(): Promise<void> {

@@ -263,7 +263,7 @@ export class Folder extends EventEmitter {
     if (this.index.get(p)) fail('EEXIST', p)
     const mtime = Date.now()
     const base = this.index.resolution(p).frontier
-    const staged = await this.staging.create({ path: p, mode: mode & 0o7777, mtime, base })
+    const staged = this.staging.create({ path: p, mode: mode & 0o7777, mtime, base })
     staged.dirty = true
     staged.refs = 1
     this.staged.set(p, staged)
@@ -350,7 +350,7 @@ export class Folder extends EventEmitter {
     }
     const entry = this.entry(p)
     const base = this.index.resolution(p).frontier
-    const staged = await this.staging.create({ path: p, mode: entry.mode, mtime: entry.mtime, base })
+    const staged = this.staging.create({ path: p, mode: entry.mode, mtime: entry.mtime, base })
     staged.refs = 1
     try {
       if (!truncate && entry.content) await this.fill(staged, entry.content)

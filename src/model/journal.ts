@@ -1,6 +1,8 @@
 // The write-back journal: one append-only file of records, one per closed staged file not
 // yet committed, so that a daemon that dies first commits them at its next start. A close
 // costs one append, not a file of its own; the file is emptied whenever nothing is pending.
+// Records that arrive while an append runs go out together in the next one: many files
+// closed at once cost a few writes, not one each in turn.
 import { promises as fs } from 'fs'
 import { VersionVector } from './version-vector'
 
@@ -10,6 +12,8 @@ export interface JournalRecord {
   mode: number
   mtime: number
   base: VersionVector
+  /** A small file's bytes (base64), when it had no staging file */
+  data?: string
 }
 
 interface VoidRecord {
@@ -22,6 +26,9 @@ export class WriteBackJournal {
   // Appends and truncations run in order: a truncation must never overtake a record.
   private queue: Promise<unknown> = Promise.resolve()
   private readonly pending = new Set<string>()
+  /** Lines not yet handed to an append, and who waits for them. */
+  private lines: string[] = []
+  private waiting: Array<{ resolve: () => void; reject: (err: unknown) => void }> = []
 
   constructor(private readonly file: string) {}
 
@@ -58,16 +65,40 @@ export class WriteBackJournal {
 
   record(record: JournalRecord): Promise<void> {
     this.pending.add(record.name)
-    return this.enqueue((fh) => fh.write(JSON.stringify(record) + '\n'))
+    return this.append(JSON.stringify(record) + '\n')
   }
 
   /** The file `name` is committed or deleted: its record is void (the staging file may
    *  outlive it, held open by another handle). */
   done(name: string): Promise<void> {
     if (!this.pending.delete(name)) return Promise.resolve()
-    if (this.pending.size === 0) return this.enqueue((fh) => fh.truncate(0))
     const voided: VoidRecord = { name, void: true }
-    return this.enqueue((fh) => fh.write(JSON.stringify(voided) + '\n'))
+    return this.append(JSON.stringify(voided) + '\n')
+  }
+
+  private append(line: string): Promise<void> {
+    if (!this.fh) return Promise.reject(new Error('the write-back journal is not open'))
+    return new Promise((resolve, reject) => {
+      this.lines.push(line)
+      this.waiting.push({ resolve, reject })
+      if (this.lines.length === 1) this.enqueue((fh) => this.flush(fh)).catch(() => {})
+    })
+  }
+
+  /** Writes every line waiting, or empties the file if no record is pending any more: then
+   *  each record ever written, these lines' too, has been voided. */
+  private async flush(fh: fs.FileHandle): Promise<void> {
+    const lines = this.lines
+    const waiting = this.waiting
+    this.lines = []
+    this.waiting = []
+    try {
+      if (this.pending.size === 0) await fh.truncate(0)
+      else await fh.write(lines.join(''))
+      for (const w of waiting) w.resolve()
+    } catch (err) {
+      for (const w of waiting) w.reject(err)
+    }
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,9 @@
 // then its bytes are appended to this device's blob core in whole blocks. A closed file
 // that is not committed yet has a record in the write-back journal, so that a daemon that
 // dies before the commit replays it at the next open.
+// A small file stays in memory instead, and its journal record carries its bytes: it then
+// costs no file of its own (open, write, read back, close and unlink, each a trip through
+// the thread pool), which is most of what a new small file cost.
 import { promises as fs } from 'fs'
 import path from 'path'
 import { FsError } from './errors'
@@ -14,6 +17,9 @@ let counter = 0
 // beyond, they close it and reopen it for the commit.
 const MAX_IDLE_OPEN = 256
 let idleOpen = 0
+
+/** Files up to this size stay in memory; a write past it moves the file to disk. */
+export const IN_MEMORY_MAX = 16 * 1024
 
 /** The staging directory and its journal. */
 export class StagingArea {
@@ -34,6 +40,11 @@ export class StagingArea {
     const recovered: StagedFile[] = []
     // In the journal's order: of two closed versions of one path, the later is committed last.
     for (const record of records.values()) {
+      if (typeof record.data === 'string') {
+        names.delete(record.name) // a file that moved to disk after this record: not closed since
+        recovered.push(StagedFile.fromJournal(this, record, Buffer.from(record.data, 'base64')))
+        continue
+      }
       if (!names.delete(record.name)) continue
       const { size } = await fs.stat(this.fileOf(record.name))
       recovered.push(StagedFile.fromJournal(this, record, size))
@@ -43,10 +54,10 @@ export class StagingArea {
     return recovered
   }
 
-  async create(opts: { path: string; mode: number; mtime: number; base: VersionVector }): Promise<StagedFile> {
+  /** A new, empty staged file, in memory until it grows past IN_MEMORY_MAX. */
+  create(opts: { path: string; mode: number; mtime: number; base: VersionVector }): StagedFile {
     const name = `${process.pid}-${Date.now()}-${counter++}`
-    const fh = await fs.open(this.fileOf(name), 'w+', 0o600)
-    return new StagedFile(this, name, opts.path, opts.mode, opts.mtime, 0, opts.base, fh)
+    return new StagedFile(this, name, opts.path, opts.mode, opts.mtime, opts.base, Buffer.alloc(0))
   }
 
   close(): Promise<void> {
@@ -77,6 +88,9 @@ export class StagedFile {
   private busy = 0
   private closeWhenIdle = false
   private countedIdle = false
+  /** The bytes, while the file is small (its capacity may exceed `size`); null once on disk. */
+  private memory: Buffer | null
+  size = 0
 
   constructor(
     private readonly area: StagingArea,
@@ -84,18 +98,22 @@ export class StagedFile {
     public path: string,
     public mode: number,
     public mtime: number,
-    public size: number,
     /** What this device had seen of the path when the file was opened: if another
      *  device changed it meanwhile, the commit becomes a concurrent version. */
     public base: VersionVector,
-    fh: fs.FileHandle | null = null
+    /** The bytes, for a file in memory; null: in its staging file. */
+    memory: Buffer | null
   ) {
-    this.fh = fh ? Promise.resolve(fh) : null
+    this.fh = null
+    this.memory = memory
+    this.size = memory?.length ?? 0
   }
 
-  /** A closed file of a previous run; its record stays (a second crash must find it too). */
-  static fromJournal(area: StagingArea, record: JournalRecord, size: number): StagedFile {
-    const staged = new StagedFile(area, record.name, record.path, record.mode, record.mtime, size, record.base)
+  /** A closed file of a previous run, in its staging file (its size) or in the record (its
+   *  bytes); the record stays (a second crash must find it too). */
+  static fromJournal(area: StagingArea, record: JournalRecord, content: number | Buffer): StagedFile {
+    const staged = new StagedFile(area, record.name, record.path, record.mode, record.mtime, record.base, typeof content === 'number' ? null : content)
+    if (typeof content === 'number') staged.size = content
     staged.dirty = true
     staged.journaled = true
     staged.journalFresh = true
@@ -106,11 +124,22 @@ export class StagedFile {
     const len = Math.max(0, Math.min(length, this.size - offset))
     const buf = Buffer.alloc(len)
     if (len === 0) return buf
+    if (this.memory) {
+      this.memory.copy(buf, 0, offset, offset + len)
+      return buf
+    }
     const { bytesRead } = await this.using((fh) => fh.read(buf, 0, len, offset))
     return buf.subarray(0, bytesRead)
   }
 
   async write(data: Buffer, offset: number): Promise<number> {
+    const end = offset + data.length
+    if (this.memory && end <= IN_MEMORY_MAX) {
+      this.resize(Math.max(this.size, end))
+      data.copy(this.memory, offset)
+      this.touch()
+      return data.length
+    }
     try {
       const { bytesWritten } = await this.using((fh) => fh.write(data, 0, data.length, offset))
       this.size = Math.max(this.size, offset + bytesWritten)
@@ -123,9 +152,23 @@ export class StagedFile {
   }
 
   async truncate(size: number): Promise<void> {
-    await this.using((fh) => fh.truncate(size))
+    if (this.memory && size <= IN_MEMORY_MAX) this.resize(size)
+    else await this.using((fh) => fh.truncate(size))
     this.size = size
     this.touch()
+  }
+
+  /** An in-memory file's new size; bytes past the old size read as zeros. */
+  private resize(size: number): void {
+    const memory = this.memory!
+    if (size > memory.length) {
+      const grown = Buffer.alloc(Math.min(IN_MEMORY_MAX, Math.max(size, memory.length * 2, 256)))
+      memory.copy(grown, 0, 0, this.size)
+      this.memory = grown
+    } else if (size < this.size) {
+      memory.fill(0, size, this.size)
+    }
+    this.size = size
   }
 
   /** The staged bytes in chunks of exactly `blockSize` (the last may be shorter). */
@@ -141,7 +184,8 @@ export class StagedFile {
     if (this.journalFresh) return this.recording // another close wrote it: wait until it is on disk
     this.journaled = true
     this.journalFresh = true
-    this.recording = this.area.record({ name: this.nameInArea, path: this.path, mode: this.mode, mtime: this.mtime, base: this.base })
+    const data = this.memory?.toString('base64', 0, this.size)
+    this.recording = this.area.record({ name: this.nameInArea, path: this.path, mode: this.mode, mtime: this.mtime, base: this.base, data })
     this.recording.catch(() => { this.journalFresh = false })
     return this.recording
   }
@@ -172,8 +216,10 @@ export class StagedFile {
   }
 
   async discard(): Promise<void> {
-    await this.closeHandle().catch(() => {})
-    await fs.unlink(this.area.fileOf(this.nameInArea)).catch(() => {})
+    if (!this.memory) {
+      await this.closeHandle().catch(() => {})
+      await fs.unlink(this.area.fileOf(this.nameInArea)).catch(() => {})
+    }
     await this.committed()
   }
 
@@ -194,18 +240,47 @@ export class StagedFile {
   private async using<T>(op: (fh: fs.FileHandle) => Promise<T>): Promise<T> {
     this.busy++
     try {
-      if (!this.fh) {
-        const opening = fs.open(this.area.fileOf(this.nameInArea), 'r+')
-        this.fh = opening
-        opening.catch(() => { if (this.fh === opening) this.fh = null }) // EMFILE may pass
-      }
-      return await op(await this.fh)
+      return await op(await this.handle())
     } finally {
       if (--this.busy === 0 && this.closeWhenIdle) {
         this.closeWhenIdle = false
         this.closeHandle().catch(() => {})
       }
     }
+  }
+
+  private handle(): Promise<fs.FileHandle> {
+    if (this.memory) return this.moveToDisk()
+    if (!this.fh) {
+      const opening = fs.open(this.area.fileOf(this.nameInArea), 'r+')
+      this.fh = opening
+      opening.catch(() => { if (this.fh === opening) this.fh = null }) // EMFILE may pass
+    }
+    return this.fh
+  }
+
+  /** Writes an in-memory file to its staging file, which holds it from then on. Until that
+   *  is done the other operations wait for the handle; if it fails, the file stays in memory. */
+  private moveToDisk(): Promise<fs.FileHandle> {
+    const memory = this.memory!
+    const bytes = memory.subarray(0, this.size)
+    this.memory = null
+    const opening = fs.open(this.area.fileOf(this.nameInArea), 'w+', 0o600).then(async (fh) => {
+      try {
+        if (bytes.length) await fh.write(bytes, 0, bytes.length, 0)
+        return fh
+      } catch (err) {
+        await fh.close().catch(() => {})
+        throw err
+      }
+    })
+    this.fh = opening
+    opening.catch(() => {
+      if (this.fh !== opening) return
+      this.fh = null
+      this.memory = memory
+    })
+    return opening
   }
 
   private touch(): void {
