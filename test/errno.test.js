@@ -117,7 +117,7 @@ test('failing operations report the right errno', { timeout: 300000 }, async (t)
   await errno(t, fs.stat(p('empty')), 'ENOENT', 'rmdir of an empty directory removes it')
 })
 
-test('df and stat -f on the mount', { timeout: 300000 }, async (t) => {
+test('df and stat -f on the mount; the kernel reads ahead 1 MiB on it', { timeout: 300000 }, async (t) => {
   const bootstrap = await startTestnet(t)
   const a = new Device(t, bootstrap, 'A')
   await a.mount(await newSecret())
@@ -136,6 +136,11 @@ test('df and stat -f on the mount', { timeout: 300000 }, async (t) => {
   t.ok(Number.isInteger(used) && used >= 0 && used <= size, `0 <= used <= size (${used} of ${size})`)
   t.ok(Number.isInteger(avail) && avail >= 0 && avail <= size, `0 <= avail <= size (${avail})`)
   t.ok(/^\d+%$/.test(cols[4]), 'a percentage of use')
+
+  // The mount's read-ahead is raised from the kernel's 128 KiB (src/fs/mount.ts).
+  const dev = (await sh(`mountpoint -d ${JSON.stringify(a.mnt)}`)).stdout.trim()
+  const readAhead = await fs.readFile(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8').catch((err) => err.message)
+  t.is(readAhead.trim(), '1024', `read_ahead_kb of the mount's bdi ${dev}`)
 
   const dfi = await sh(`df -P -i ${JSON.stringify(a.mnt)}`)
   t.is(dfi.code, 0, 'df -i exits 0 ' + dfi.stderr)

@@ -112,13 +112,12 @@ const READ_AHEAD_KIB = 1024
  * per GiB here). Needs root; a user's mount keeps the default.
  */
 async function raiseReadAhead(mountpoint: string): Promise<void> {
+  if (process.getuid?.() !== 0) return
   const { dev } = await fs.stat(mountpoint, { bigint: true })
   // glibc's dev_t layout
   const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)
   const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn)
-  const file = `/sys/class/bdi/${major}:${minor}/read_ahead_kb`
-  if (process.getuid?.() !== 0) return
-  await fs.writeFile(file, String(READ_AHEAD_KIB))
+  await fs.writeFile(`/sys/class/bdi/${major}:${minor}/read_ahead_kb`, String(READ_AHEAD_KIB))
 }
 
 export class FolderMount {
