@@ -100,17 +100,25 @@ export class ContentStore {
     return local
   }
 
+  /** Where a file's bytes lie in its core's read-copy file; null if its blocks get no
+   *  copies (this device's own content, or blocks of another size). Every block of a file
+   *  but its last is whole, so its bytes lie contiguous there. */
+  copyBase(ref: ContentRef): number | null {
+    if (!this.copies || !this.cache || ref.blockSize !== this.copies.slot || this.own.has(ref.core)) return null
+    return ref.blockOffset * ref.blockSize
+  }
+
   /** Reads into `target` (up to its length); returns the number of bytes read. */
   async readInto(ref: ContentRef, offset: number, target: Buffer): Promise<number> {
     const end = Math.min(offset + target.length, ref.byteLength)
     if (offset >= end) return 0
     const first = ref.blockOffset + Math.floor(offset / ref.blockSize)
     const last = ref.blockOffset + Math.floor((end - 1) / ref.blockSize)
-    if (this.copies && this.cache && ref.blockSize === this.copies.slot && this.copies.covers(ref.core, first, last)) {
-      // Every block of a file but its last is whole, so its bytes lie contiguous in the file.
-      const n = await this.copies.read(ref.core, ref.blockOffset * ref.blockSize + offset, target, end - offset).catch(() => null)
+    const base = this.copyBase(ref)
+    if (base !== null && this.copies!.covers(ref.core, first, last)) {
+      const n = await this.copies!.read(ref.core, base + offset, target, end - offset).catch(() => null)
       if (n === end - offset) {
-        for (let i = first; i <= last; i++) this.cache.used(ref.core, i, true)
+        for (let i = first; i <= last; i++) this.cache!.used(ref.core, i, true)
         return n
       }
     }

@@ -280,12 +280,9 @@ export class Folder extends EventEmitter {
   /** Where a handle's bytes would lie in the read copies, if it reads one fixed version
    *  of other members' content (what it reads then never changes). */
   copyRange(fd: number): { core: string; base: number; size: number } | null {
-    const h = this.handle(fd)
-    const ref = h.content
-    const copies = this.content.copies
-    if (h.staged || !ref || !copies || ref.blockSize !== copies.slot || this.content.isOwn(ref)) return null
-    // Every block of a file but its last is whole, so its bytes lie contiguous there.
-    return { core: ref.core, base: ref.blockOffset * ref.blockSize, size: ref.byteLength }
+    const { staged, content: ref } = this.handle(fd)
+    const base = ref && !staged ? this.content.copyBase(ref) : null
+    return ref && base !== null ? { core: ref.core, base, size: ref.byteLength } : null
   }
 
   /** Reads up to `target.length` bytes at `offset` into `target`; returns how many. */
