@@ -306,7 +306,11 @@ NAPI_METHOD(tsyncfs_copies_mark) {
   int64_t block = tsyncfs_int64(env, argv[1]);
   bool present = false;
   napi_get_value_bool(env, argv[2], &present);
-  pthread_rwlock_wrlock(&tsyncfs_copies_lock);
+  /* Exclusive only to unmark or to grow the bitmap: a new bit needs no reader to finish.
+     The counts and sizes read here change only on this (JavaScript's) thread. */
+  int grows = core >= tsyncfs_core_count || block / 64 >= (int64_t) tsyncfs_cores[core].words;
+  if (present && !grows) pthread_rwlock_rdlock(&tsyncfs_copies_lock);
+  else pthread_rwlock_wrlock(&tsyncfs_copies_lock);
   if (core < tsyncfs_core_count && block >= 0) {
     tsyncfs_core_t *c = &tsyncfs_cores[core];
     if (present && tsyncfs_grow(c, block / 64 + 1)) atomic_fetch_or(&c->present[block / 64], 1ULL << (block % 64));
