@@ -479,7 +479,8 @@ export class Folder extends EventEmitter {
       const written = await this.writeEntries(changes, new Map(files.map((staged) => [staged.path, staged.base])))
       files.forEach((staged, i) => { staged.base = written[i].vv })
       // Its journal record is void now, unless it changed meanwhile (written again at close).
-      for (const staged of files) if (!staged.dirty) await staged.committed()
+      // All at once: the journal writes records that arrive together in one append.
+      await Promise.all(files.filter((staged) => !staged.dirty).map((staged) => staged.committed()))
       for (const w of waiting) w.resolve()
     } catch (err) {
       for (const staged of files) staged.dirty = true // a later flush may still succeed (after space was freed)

@@ -10,6 +10,10 @@ export function deviceIdOf(driveKey: Buffer): string {
   return base32Encode(driveKey.subarray(0, 10))
 }
 
+/** How hyperdrive keys its files in the log (its SubEncoder('files')), as the log's own
+ *  history gives them. */
+const FILES_PREFIX = 'files\u0000'
+
 type EntryListener = (device: string, path: string, entry: Entry) => void
 
 export class MemberDrive {
@@ -74,11 +78,15 @@ export class MemberDrive {
     if (core.contiguousLength < core.length) return
     const version = core.length
     if (version <= this.indexedVersion || this.closed) return
+    // The log's new blocks in order, not a diff of two trees: each block is one put, so
+    // this reads each once, where a diff also reads the old tree's nodes beside them. An
+    // older put of a path is folded in before its newer one, which replaces it.
+    // (A checkout, not the live log: that would first ask the peers for its length.)
     const snapshot = this.drive.checkout(version)
     try {
-      for await (const { left } of snapshot.diff(this.indexedVersion)) {
-        const metadata = left?.value.metadata
-        if (left && isEntry(metadata)) this.onEntry(this.deviceId, left.key, metadata)
+      for await (const { type, key, value } of snapshot.db.createHistoryStream({ gte: Math.max(1, this.indexedVersion), lt: version })) {
+        const metadata = value?.metadata
+        if (type === 'put' && key.startsWith(FILES_PREFIX) && isEntry(metadata)) this.onEntry(this.deviceId, key.slice(FILES_PREFIX.length), metadata)
       }
     } finally {
       await snapshot.close()

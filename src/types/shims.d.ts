@@ -99,7 +99,10 @@ declare module 'hyperdrive' {
     version: number
     writable: boolean
     core: Hypercore
-    db: { core: Hypercore }
+    db: {
+      core: Hypercore
+      createHistoryStream(opts: { gte: number; lt: number }): AsyncIterable<{ type: 'put' | 'del'; seq: number; key: string; value: { metadata?: M } | null }>
+    }
     blobs: Blobs | null
     ready(): Promise<void>
     close(): Promise<void>
