@@ -1,6 +1,7 @@
 // Recent events of a folder for the web UI: peers coming and going, members joining,
 // files changing, conflicts appearing. A ring buffer; nothing is persisted.
 import { Folder } from '../model/folder'
+import { VisibleNode } from '../model/merged-index'
 
 export type ActivityKind = 'peer-joined' | 'peer-left' | 'member' | 'file-added' | 'file-changed' | 'file-deleted' | 'conflict' | 'warning'
 export interface ActivityEvent { seq: number; time: number; kind: ActivityKind; message: string }
@@ -15,7 +16,10 @@ const CONFLICT_COPY = /\.sync-conflict-\d{8}-\d{6}-/
 export class ActivityLog {
   private readonly events: ActivityEvent[] = []
   private seq = 0
-  private snapshot: Map<string, string> | null = null
+  /** What each visible file looked like at the last diff (its signature). */
+  private signatures = new Map<string, string>()
+  /** Paths changed since the last diff. */
+  private changed = new Set<string>()
   private peers = new Map<string, string>()
   private diffTimer: NodeJS.Timeout | null = null
   private peerTimer: NodeJS.Timeout | null = null
@@ -34,10 +38,17 @@ export class ActivityLog {
 
   /** Follows a folder's changes and a peer list (polled: the network layer has no events). */
   watch(folder: Folder, peerList: () => PeerLike[]): void {
-    this.snapshot = snapshotOf(folder)
-    // Every change to the index, a peer's or this device's own: an idle folder costs
-    // nothing (a poll every 2 s walked all 100,000 paths of a big one for ever).
-    folder.onChange(() => this.scheduleDiff(folder))
+    for (const [p, node] of folder.index.nodes()) {
+      const sig = signatureOf(node)
+      if (sig !== null) this.signatures.set(p, sig)
+    }
+    // Only the paths that changed: an idle folder costs nothing, and a busy one the paths
+    // it changes (a diff of the whole index every 2 s walked all 100,000 paths of a big
+    // one while they arrived).
+    folder.onChange((paths) => {
+      for (const p of paths) this.changed.add(p)
+      this.scheduleDiff(folder)
+    })
     folder.on('member', () => this.add('member', 'a new member device joined the folder'))
     folder.on('warning', (err: Error) => this.add('warning', err.message))
     this.peerTimer = setInterval(() => this.diffPeers(peerList()), 1000)
@@ -50,9 +61,8 @@ export class ActivityLog {
     if (this.peerTimer) clearInterval(this.peerTimer)
   }
 
-  /** Diffing walks the whole index on the event loop that also serves FUSE: at most every
-   *  2 s while changes come (as often as the poll it replaced), and less often when a diff
-   *  is slow (a huge folder), so it stays under ~5%. */
+  /** At most every 2 s while changes come, and less often when a diff is slow (very many
+   *  changes), so that it stays under ~5% of the event loop that also serves FUSE. */
   private scheduleDiff(folder: Folder): void {
     if (this.diffTimer || this.stopped) return
     this.diffTimer = setTimeout(() => {
@@ -64,16 +74,22 @@ export class ActivityLog {
   }
 
   private diffFiles(folder: Folder): void {
-    const next = snapshotOf(folder)
-    const before = this.snapshot ?? new Map<string, string>()
     const changes: Array<[ActivityKind, string]> = []
-    for (const [p, sig] of next) {
-      const old = before.get(p)
+    for (const p of this.changed) {
+      const node = folder.index.get(p)
+      const sig = node ? signatureOf(node) : null
+      const old = this.signatures.get(p)
+      if (sig === null) {
+        if (old === undefined) continue
+        this.signatures.delete(p)
+        changes.push(['file-deleted', p])
+        continue
+      }
+      this.signatures.set(p, sig)
       if (old === undefined) changes.push([CONFLICT_COPY.test(p) ? 'conflict' : 'file-added', p])
       else if (old !== sig) changes.push(['file-changed', p])
     }
-    for (const p of before.keys()) if (!next.has(p)) changes.push(['file-deleted', p])
-    this.snapshot = next
+    this.changed.clear()
     const verbs: Record<string, string> = { 'file-added': 'added', 'file-changed': 'changed', 'file-deleted': 'deleted', conflict: 'conflict copy created:' }
     for (const [kind, p] of changes.slice(0, MAX_FILE_EVENTS_PER_DIFF)) this.add(kind, `${verbs[kind]} ${p}`)
     if (changes.length > MAX_FILE_EVENTS_PER_DIFF) this.add('file-changed', `and ${changes.length - MAX_FILE_EVENTS_PER_DIFF} more changes`)
@@ -87,13 +103,9 @@ export class ActivityLog {
   }
 }
 
-/** path -> a signature that changes when the visible entry does (directories excluded). */
-function snapshotOf(folder: Folder): Map<string, string> {
-  const out = new Map<string, string>()
-  for (const [p, node] of folder.index.nodes()) {
-    const e = node.entry
-    if (e.type === 'dir') continue
-    out.set(p, `${e.type}:${e.size}:${e.mtime}:${e.hash ?? ''}:${e.target ?? ''}`)
-  }
-  return out
+/** A signature that changes when a visible file does; null for directories. */
+function signatureOf(node: VisibleNode): string | null {
+  const e = node.entry
+  if (e.type === 'dir') return null
+  return `${e.type}:${e.size}:${e.mtime}:${e.hash ?? ''}:${e.target ?? ''}`
 }

@@ -88,7 +88,7 @@ export class Folder extends EventEmitter {
   }
 
   /** Calls `listener` whenever what a path shows may have changed (by a peer, or a commit). */
-  onChange(listener: () => void): void {
+  onChange(listener: (paths: readonly string[]) => void): void {
     this.index.onChange(listener)
   }
 

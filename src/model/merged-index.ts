@@ -29,7 +29,7 @@ export class MergedIndex {
   private readonly produced = new Map<string, string[]>()
   private readonly interned = new Map<string, string>()
   private readonly conflicted = new Set<string>()
-  private readonly changeListeners: Array<() => void> = []
+  private readonly changeListeners: Array<(paths: readonly string[]) => void> = []
 
   constructor() {
     const root: Entry = { type: 'dir', mode: 0o755, mtime: Date.now(), size: 0, vv: {}, device: '' }
@@ -37,8 +37,9 @@ export class MergedIndex {
     this.children.set('/', new Set())
   }
 
-  /** Calls `listener` after every put: what a path shows may have changed. */
-  onChange(listener: () => void): void {
+  /** Calls `listener` after every put, with the paths whose visible node may have changed
+   *  (the path itself and the conflict copies it produces or produced). */
+  onChange(listener: (paths: readonly string[]) => void): void {
     this.changeListeners.push(listener)
   }
 
@@ -52,8 +53,8 @@ export class MergedIndex {
       if (i >= 0) list[i] = entry
       else list.push(entry)
     }
-    this.refresh(path)
-    for (const listener of this.changeListeners) listener()
+    const touched = this.refresh(path)
+    for (const listener of this.changeListeners) listener(touched)
   }
 
   candidatesOf(path: string): Entry[] {
@@ -113,19 +114,22 @@ export class MergedIndex {
     yield* this.visible
   }
 
-  private refresh(path: string): void {
+  /** Shows what `path` resolves to now; returns the paths it showed before or shows now. */
+  private refresh(path: string): string[] {
     const res = this.resolution(path)
     if (res.conflicts.length) this.conflicted.add(path)
     else this.conflicted.delete(path)
     const next = new Map<string, Entry>()
     if (res.winner) next.set(path, res.winner)
     for (const loser of res.conflicts) next.set(conflictName(path, loser), loser)
-    for (const old of this.produced.get(path) ?? [path]) {
+    const before = this.produced.get(path) ?? [path]
+    for (const old of before) {
       if (!next.has(old) && this.visible.get(old)?.source === path) this.remove(old)
     }
     for (const [p, entry] of next) this.show(p, entry, path)
     if (next.size === 1 && next.has(path)) this.produced.delete(path)
     else this.produced.set(path, [...next.keys()])
+    return [...new Set([...before, ...next.keys()])]
   }
 
   private show(path: string, entry: Entry, source: string): void {
