@@ -81,10 +81,11 @@ export class MemberDrive {
     // The log's new blocks in order, not a diff of two trees: each block is one put, so
     // this reads each once, where a diff also reads the old tree's nodes beside them. An
     // older put of a path is folded in before its newer one, which replaces it.
-    // (A checkout, not the live log: that would first ask the peers for its length.)
-    const snapshot = this.drive.checkout(version)
+    // (A checkout of the log's tree, not the live log: that would first ask the peers for
+    // its length.)
+    const snapshot = this.drive.db.checkout(version)
     try {
-      for await (const { type, key, value } of snapshot.db.createHistoryStream({ gte: Math.max(1, this.indexedVersion), lt: version })) {
+      for await (const { type, key, value } of snapshot.createHistoryStream({ gte: Math.max(1, this.indexedVersion), lt: version })) {
         const metadata = value?.metadata
         if (type === 'put' && key.startsWith(FILES_PREFIX) && isEntry(metadata)) this.onEntry(this.deviceId, key.slice(FILES_PREFIX.length), metadata)
       }

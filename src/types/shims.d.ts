@@ -84,8 +84,14 @@ declare module 'hyperdrive' {
     key: string
     value: { executable: boolean; linkname: string | null; blob: BlobId | null; metadata: M | null }
   }
-  interface DiffPair<M> { left: DriveEntry<M> | null; right: DriveEntry<M> | null }
   interface Blobs { core: Hypercore }
+  /** The drive's hyperbee: its history gives each put's raw key (with hyperdrive's prefix). */
+  interface Bee<M> {
+    core: Hypercore
+    checkout(version: number): Bee<M>
+    createHistoryStream(opts: { gte: number; lt: number }): AsyncIterable<{ type: 'put' | 'del'; seq: number; key: string; value: { metadata?: M } | null }>
+    close(): Promise<void>
+  }
   interface Batch<M> {
     putEntry(name: string, entry: { metadata: M }): Promise<void>
     flush(): Promise<void>
@@ -99,10 +105,7 @@ declare module 'hyperdrive' {
     version: number
     writable: boolean
     core: Hypercore
-    db: {
-      core: Hypercore
-      createHistoryStream(opts: { gte: number; lt: number }): AsyncIterable<{ type: 'put' | 'del'; seq: number; key: string; value: { metadata?: M } | null }>
-    }
+    db: Bee<M>
     blobs: Blobs | null
     ready(): Promise<void>
     close(): Promise<void>
@@ -110,8 +113,6 @@ declare module 'hyperdrive' {
     putEntry(name: string, entry: { metadata: M }): Promise<void>
     entry(name: string): Promise<DriveEntry<M> | null>
     list(folder?: string, opts?: { recursive?: boolean }): AsyncIterable<DriveEntry<M>>
-    diff(length: number, folder?: string | null): AsyncIterable<DiffPair<M>>
-    checkout(version: number): Hyperdrive<M>
     batch(): Batch<M>
   }
   export = Hyperdrive
