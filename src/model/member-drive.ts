@@ -71,9 +71,8 @@ export class MemberDrive {
   }
 
   private async run(): Promise<void> {
-    // Only what is on this disk, and only whole: a snapshot in the middle of a batch
-    // that is still arriving is not a valid tree, and one past the contiguous length
-    // would wait on peers.
+    // Only what is on this disk, and only whole: a batch still arriving (a rename is one)
+    // shows all at once, and reading past the contiguous length would wait on peers.
     const core = this.drive.core
     if (core.contiguousLength < core.length) return
     const version = core.length
