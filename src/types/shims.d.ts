@@ -14,8 +14,6 @@ declare module 'hypercore-crypto' {
 declare module 'sodium-universal' {
   export function crypto_generichash(out: Buffer, input: Buffer, key?: Buffer): void
   export function randombytes_buf(buf: Buffer): void
-  /** XChaCha20 keystream from block `ic` (64 bytes each) XORed into `out`; in place if out is `input`. */
-  export function crypto_stream_xchacha20_xor_ic(out: Buffer, input: Buffer, nonce: Buffer, ic: number, key: Buffer): void
 }
 
 declare module 'hypercore' {
