@@ -12,7 +12,8 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const LIMIT = 64 * MiB
 const OVERHEAD = 48 * MiB // RocksDB WAL, blob files awaiting GC, read-ahead window
-const READ_AHEAD = 8 * MiB // one read-ahead window: 32 blocks of 256 KiB
+const READ_AHEAD = 8 * MiB // one read-ahead window: 8 blocks of 1 MiB
+const BLOCK = require('../dist/model/content').BLOCK_SIZE
 const mib = (n) => `${(n / MiB).toFixed(1)} MiB`
 
 const stop = (d) => d.stop()
@@ -370,7 +371,7 @@ test('warm re-reads come from the read copies on FUSE\'s threads: the right byte
   t.teardown(() => fh.close().catch(() => {}))
   const readsRight = async (what) => {
     await sh('sync && echo 1 > /proc/sys/vm/drop_caches')
-    const ranges = [[0, size], [12345, 300000], [256 * KiB - 100, 200], [size - 5000, 10000], [size + 10, 100]]
+    const ranges = [[0, size], [12345, 300000], [BLOCK - 100, 200], [size - 5000, 10000], [size + 10, 100]]
     for (const [position, length] of ranges) {
       const buf = Buffer.alloc(length)
       const { bytesRead } = await fh.read(buf, 0, length, position)
@@ -380,7 +381,7 @@ test('warm re-reads come from the read copies on FUSE\'s threads: the right byte
     t.pass(`${what}: whole, unaligned, across a block boundary, up to the end and past it`)
   }
   await readsRight('re-reads on B give the right bytes')
-  const blocks = Math.ceil(size / (256 * KiB))
+  const blocks = Math.ceil(size / BLOCK)
   let after = before
   await waitFor(async () => (after = await cacheStatus(b)).directHits >= before.directHits + blocks, { timeout: 10000, message: 'the direct reads to be counted' }).catch(() => {})
   t.ok(after.directHits - before.directHits >= blocks, `the re-reads were answered outside the event loop and counted as hits of all ${blocks} blocks (${before.directHits} -> ${after.directHits} direct hits)`)

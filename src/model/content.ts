@@ -9,16 +9,17 @@ import { BlockCache } from '../cache/block-cache'
 import { ReadCopies } from '../cache/read-copies'
 import { MAX_WINDOW } from '../cache/read-ahead'
 
-export const BLOCK_SIZE = 256 * 1024
-const APPEND_BATCH = 16
+/** 1 MiB: hypercore's cost is largely per block (docs/design.md, "Fixed-size blocks"). */
+export const BLOCK_SIZE = 1024 * 1024
+const APPEND_BATCH = 4 // blocks per append: 4 MiB
 // Room for a whole read-ahead window of local blocks, plus the blocks being read.
 const RECENT_BLOCKS = MAX_WINDOW + 8
 
 export class ContentStore {
   private readonly cores = new Map<string, Hypercore>()
   private readonly own = new Set<string>()
-  /** The last blocks read, decoded: FUSE reads 128 KiB at a time, so each 256 KiB block is
-   *  asked for twice in a row; concurrent reads of one block share one fetch. */
+  /** The last blocks read, decoded: FUSE reads 128 KiB at a time, so each 1 MiB block is
+   *  asked for eight times in a row; concurrent reads of one block share one fetch. */
   private readonly recent = new Map<string, Promise<Buffer>>()
   /** Set once the folder has its cache; blocks of other members' content are cache. */
   cache: BlockCache | null = null
