@@ -27,6 +27,9 @@
 //    async handle at each wake-up of the event loop, so with many writers the walk grew
 //    without end (11 % of the daemon's CPU after 20,000 files from 16 writers). A thread's
 //    locals now go back to a free list when it ends, for the next new thread.
+//  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
+//    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
+//    calls it every few seconds). Node has no binding for it.
 const fs = require('fs')
 const path = require('path')
 const { execFileSync } = require('child_process')
@@ -35,7 +38,7 @@ const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
 const built = path.join(dir, 'build', 'Release', 'fuse.node')
 // Marks the patched source (src/fs/mount.ts tells a patched addon by tsyncfs_stat_cache_clear).
-const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, reused thread locals */'
+const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, reused thread locals, malloc_trim */'
 
 const USER_XATTRS_ONLY = `
 #ifndef __APPLE__
@@ -395,6 +398,19 @@ NAPI_METHOD(tsyncfs_copies_drain) {
 
 FUSE_METHOD(readdir,`
 
+const MALLOC_TRIM = `
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+NAPI_METHOD(tsyncfs_malloc_trim) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+  return NULL;
+}
+
+FUSE_METHOD(readdir,`
+
 const REUSED_LOCALS = `
 static void tsyncfs_release_thread_locals (void *data) {
   fuse_thread_locals_t *l = (fuse_thread_locals_t *) data;
@@ -430,8 +446,9 @@ const PATCHES = [
     '      tsyncfs_stat_put(l->path, name, &st);\n      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);'],
   ['if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', 'if (implemented[op_getattr]) ops.getattr = tsyncfs_getattr;'],
   ['\nFUSE_METHOD(readdir,', DIRECT_READS],
+  ['\nFUSE_METHOD(readdir,', MALLOC_TRIM], // the anchor that DIRECT_READS ends with
   ['if (implemented[op_read]) ops.read = fuse_native_read;', 'if (implemented[op_read]) ops.read = tsyncfs_read;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n' +
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
     ['reset', 'core', 'mark', 'open', 'close', 'drain'].map((name) => `  NAPI_EXPORT_FUNCTION(tsyncfs_copies_${name})\n`).join('')],
   ['#include <uv.h>\n', `${MARKER}\n#include <uv.h>\n`]
 ]

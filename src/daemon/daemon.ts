@@ -7,7 +7,7 @@ import Corestore from 'corestore'
 import { FolderKeys } from '../secrets'
 import { Folder } from '../model/folder'
 import { Discovery, FolderNetwork, HostPort } from '../swarm/network'
-import { FolderMount, checkFuseDevice, fuseNativePatched, detach, isMountpoint, loadFuse, prepareMountpoint } from '../fs/mount'
+import { FolderMount, checkFuseDevice, fuseNativePatched, detach, isMountpoint, loadFuse, nativeMallocTrim, prepareMountpoint } from '../fs/mount'
 import { UserError } from '../user-error'
 import { folderDir } from './paths'
 import { openStore } from './store'
@@ -90,7 +90,7 @@ export class Daemon {
   async start(): Promise<void> {
     if (this.keys.kind === 'encrypted') throw new UserError('an encrypted secret cannot be mounted: it cannot read names or contents (use it with seed)', 2)
     loadFuse()
-    useFrugalHeap()
+    useFrugalHeap(nativeMallocTrim())
     if (!fuseNativePatched()) this.log('warning: fuse-native was installed without its patch (npm ran no install scripts): utimens will set mtimes wrong; see README, "Installing"')
     await checkFuseDevice()
     this.mountpoint = await prepareMountpoint(this.config.mountpoint)

@@ -37,6 +37,8 @@ export function loadFuse(): typeof FuseType {
 interface PatchedBinding extends Partial<DirectReadBinding> {
   /** Empties the stat cache that scripts/patch-fuse-native.js adds to the addon. */
   tsyncfs_stat_cache_clear?: () => void
+  /** glibc's malloc_trim(0): returns freed memory to the system. */
+  tsyncfs_malloc_trim?: () => void
 }
 
 /** fuse-native's addon, as fuse-native loaded it (the same module instance). */
@@ -50,6 +52,11 @@ function fuseBinding(): PatchedBinding {
  */
 export function fuseNativePatched(): boolean {
   return typeof fuseBinding().tsyncfs_stat_cache_clear === 'function'
+}
+
+/** glibc's malloc_trim, which Node does not bind; from the patched addon, or undefined. */
+export function nativeMallocTrim(): (() => void) | undefined {
+  return fuseBinding().tsyncfs_malloc_trim
 }
 
 export async function checkFuseDevice(): Promise<void> {
