@@ -11,7 +11,9 @@ import { MAX_WINDOW } from '../cache/read-ahead'
 
 /** 1 MiB: hypercore's cost is largely per block (docs/design.md, "Fixed-size blocks"). */
 export const BLOCK_SIZE = 1024 * 1024
-const APPEND_BATCH = 4 // blocks per append: 4 MiB
+// One append takes up to 4 MiB, or up to 256 blocks of small files (one group commit's).
+const APPEND_BATCH_BYTES = 4 * 1024 * 1024
+const APPEND_BATCH_BLOCKS = 256
 // Room for a whole read-ahead window of local blocks, plus the blocks being read.
 const RECENT_BLOCKS = MAX_WINDOW + 8
 
@@ -233,7 +235,7 @@ export class ContentStore {
         byteLength += chunk.length
         batch.push(chunk)
         pendingBytes += chunk.length
-        if (batch.length >= APPEND_BATCH) await flush()
+        if (pendingBytes >= APPEND_BATCH_BYTES || batch.length >= APPEND_BATCH_BLOCKS) await flush()
       }
       const ref: ContentRef = {
         core: core.key.toString('hex'),
