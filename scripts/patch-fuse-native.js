@@ -29,7 +29,7 @@
 //    locals now go back to a free list when it ends, for the next new thread.
 //  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
 //    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
-//    calls it every few seconds). Node has no binding for it.
+//    calls it every 20 s). Node has no binding for it.
 const fs = require('fs')
 const path = require('path')
 const { execFileSync } = require('child_process')
