@@ -202,8 +202,13 @@ test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from t
   const b = device(t, 'B', h2, { bootstrap })
   await a.mount(secret)
   await b.mount(secret)
-  const peer = await waitForPeer(a, 'dht', 90000)
-  t.ok(peer.address.startsWith(h2.ip), `A found B through the private DHT (${peer.address})`)
+  // Found on the DHT, then connected over TCP at the port B told: the TCP connection
+  // replaces the DHT one, on both sides.
+  const peer = await waitForPeer(a, 'dht-tcp', 90000)
+  t.ok(peer.address.startsWith(h2.ip), `A found B through the private DHT and reached it over TCP (${peer.address})`)
+  await waitForPeer(b, 'dht-tcp', 30000)
+  const only = await waitFor(async () => { const { peers } = await a.status(); return peers.length === 1 && peers }, { timeout: 20000, message: 'the DHT connection to be retired' })
+  t.is(only[0].via, 'dht-tcp', 'A keeps one connection to B: the TCP one')
   await fs.writeFile(a.p('private.txt'), 'through a private DHT')
   await b.waitForContent('private.txt', 'through a private DHT', 60000)
   t.pass('a file travels between them')

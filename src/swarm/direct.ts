@@ -6,7 +6,8 @@ import net from 'net'
 import NoiseSecretStream from '@hyperswarm/secret-stream'
 import { HostPort } from './network'
 
-export type Via = 'dht' | 'lan' | 'direct' | 'relay'
+// dht-tcp: found on the DHT, then connected over TCP to the port it told (faster than UDX).
+export type Via = 'dht' | 'dht-tcp' | 'lan' | 'direct' | 'relay'
 export interface KeyPair { publicKey: Buffer; secretKey: Buffer }
 
 /** A handshaken connection from either side, and how it came to be; false: refused (a duplicate). */

@@ -1,6 +1,7 @@
 // The membership channel: on every connection both sides prove they hold a secret of
-// the folder, then gossip member certificates. A peer that cannot prove it is dropped
-// before it learns any member's drive key.
+// the folder, then gossip member certificates and the TCP port each accepts direct
+// connections on. A peer that cannot prove it is dropped before it learns any member's
+// drive key or port.
 import Protomux from 'protomux'
 import c from 'compact-encoding'
 import { keyedHash, FolderKeys } from '../secrets'
@@ -11,6 +12,7 @@ export interface MembershipPeer {
   onVerified(): void
   onFailed(): void // called before the connection is destroyed for a wrong proof
   onCertificate(cert: Certificate): void
+  onDirectPort(port: number): void // the TCP port the peer accepts direct connections on
 }
 
 function proof(keys: FolderKeys, handshakeHash: Buffer, sender: Buffer): Buffer {
@@ -21,10 +23,12 @@ export class MembershipChannel {
   private readonly send: ((certs: Certificate[]) => void) | null = null
   verified = false
 
-  constructor(keys: FolderKeys, peer: MembershipPeer, certificates: () => Certificate[]) {
+  /** `directPort`: the TCP port to tell a verified peer of; null: none. */
+  constructor(keys: FolderKeys, peer: MembershipPeer, certificates: () => Certificate[], directPort: number | null) {
     const conn = peer.connection
     const mux = Protomux.from(conn)
     let message: { send(v: unknown): boolean } | null = null
+    let portMessage: { send(v: unknown): boolean } | null = null
     const channel = mux.createChannel({
       protocol: 'tsyncfs/membership/1',
       id: keys.topic,
@@ -38,6 +42,7 @@ export class MembershipChannel {
         this.verified = true
         peer.onVerified()
         message?.send(encode(certificates()))
+        if (directPort !== null) portMessage?.send(directPort)
       }
     })
     if (!channel) return
@@ -46,6 +51,12 @@ export class MembershipChannel {
       onmessage: (buf: Buffer) => {
         if (!this.verified) return
         for (const cert of decode(buf)) peer.onCertificate(cert)
+      }
+    })
+    portMessage = channel.addMessage({
+      encoding: c.uint,
+      onmessage: (port: number) => {
+        if (this.verified && Number.isInteger(port) && port > 0 && port < 65536) peer.onDirectPort(port)
       }
     })
     this.send = (certs) => { if (this.verified) message?.send(encode(certs)) }

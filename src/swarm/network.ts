@@ -1,6 +1,8 @@
 // Finding peers and replicating with them: one hyperswarm topic per folder, plus direct
 // TCP connections to known hosts and to peers found on the LAN. Every connection, however
-// found, replicates the whole corestore and runs the membership channel.
+// found, replicates the whole corestore and runs the membership channel. A peer found on
+// the DHT is also dialed over TCP at the port it tells: where that works, the TCP
+// connection replaces the DHT one (UDX carried about 60 % of TCP's bulk rate here).
 import Hyperswarm from 'hyperswarm'
 import HyperDHT from 'hyperdht'
 import Corestore from 'corestore'
@@ -26,7 +28,7 @@ export interface Discovery {
   dht: boolean // false: no DHT node at all (known hosts and the LAN only)
   lan: boolean // announce and find peers on the local network
   forceRelay: boolean // reach DHT peers through the folder's relay even when holepunching works
-  listen: number | null // TCP port for direct connections; null: none (an ephemeral one if lan)
+  listen: number | null // TCP port for direct connections; null: an ephemeral one
   peers: HostPort[] // known hosts, dialed directly and kept connected
 }
 
@@ -89,6 +91,7 @@ const hex = (key: Buffer): string => key.toString('hex')
 export class FolderNetwork {
   private readonly keyPair: KeyPair = crypto.keyPair()
   private readonly swarm: Hyperswarm | null = null
+  private topicDiscovery: Hyperswarm.Discovery | null = null
   private readonly dht: HyperDHT | null = null
   private readonly direct: DirectTransport
   private lan: LanDiscovery | null = null
@@ -129,8 +132,7 @@ export class FolderNetwork {
       // useful where everyone reaches it, so it never waits to learn that.
       if (opts.relay) this.relay = new FolderRelay(createDht(opts, { firewalled: false }), keys.topic, log)
     }
-    const listen = opts.listen ?? (opts.lan ? 0 : null)
-    this.direct = new DirectTransport(this.keyPair, { listen, bind: opts.bind }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
+    this.direct = new DirectTransport(this.keyPair, { listen: opts.listen ?? 0, bind: opts.bind }, (stream, via, address) => this.onConnection(stream, via, address, null), log)
     folder.on('member', (cert: Certificate) => {
       for (const peer of this.peers.values()) peer.channel.announce([cert])
     })
@@ -145,7 +147,7 @@ export class FolderNetwork {
       await this.lan.start()
     }
     await this.relay?.start()
-    this.swarm?.join(this.keys.topic, { server: true, client: true })
+    this.topicDiscovery = this.swarm?.join(this.keys.topic, { server: true, client: true }) ?? null
   }
 
   /** Connects to the relay once, to learn its address (hyperdht does not say which connections it relayed). */
@@ -192,6 +194,8 @@ export class FolderNetwork {
       conn.destroy()
       return false
     }
+    // The other side of an upgrade: a peer already connected over the DHT dialed our port.
+    if (via === 'direct' && !conn.isInitiator && this.byKey.get(key)?.status.via.startsWith('dht')) via = 'dht-tcp'
     const keep = this.keepAgainstExisting(conn, via)
     this.store.replicate(conn)
     const status: PeerStatus = { id: key.slice(0, 16), address, via, verified: false, since: Date.now() }
@@ -220,8 +224,9 @@ export class FolderNetwork {
           this.log(`peer ${status.id} (${via}) proved it holds the folder`)
         },
         onFailed: () => peer.reject('failed the folder proof'),
-        onCertificate: (cert) => { this.folder.addCertificate(cert).catch(() => {}) }
-      }, () => this.folder.allCertificates()),
+        onCertificate: (cert) => { this.folder.addCertificate(cert).catch(() => {}) },
+        onDirectPort: (port) => this.upgrade(peer, port)
+      }, () => this.folder.allCertificates(), this.opts.forceRelay ? null : this.direct.port()),
       reject: (reason) => {
         clearTimeout(timer)
         if (this.denied.has(key)) return
@@ -241,8 +246,26 @@ export class FolderNetwork {
       this.peers.delete(conn)
       if (this.byKey.get(key) === peer) this.byKey.delete(key)
       this.log(`peer ${status.id} disconnected`)
+      if (via !== 'dht' && !this.byKey.has(key)) this.allowDhtAgain(conn.remotePublicKey)
     })
     return keep
+  }
+
+  /** Dials a verified DHT peer over TCP at the port it told, on the host its DHT connection comes from. */
+  private upgrade(peer: Peer, port: number): void {
+    if (this.opts.forceRelay || peer.retiring || this.foundBy(peer) !== 'dht') return
+    this.direct.dial({ host: hostOf(peer.status.address), port }, 'dht-tcp')
+  }
+
+  /**
+   * Hyperswarm bans a peer its firewall refused once (we refuse DHT connections from peers
+   * connected directly): when the direct connection ends, the DHT may reach it again.
+   */
+  private allowDhtAgain(remoteKey: Buffer): void {
+    const info = this.swarm?.peers.get(hex(remoteKey))
+    if (!info?.banned || this.denied.has(hex(remoteKey))) return
+    info.ban(false)
+    this.topicDiscovery?.refresh().catch(() => {})
   }
 
   /**
@@ -263,7 +286,7 @@ export class FolderNetwork {
   private keepAgainstExisting(conn: PeerConnection, via: Via): boolean {
     const existing = this.byKey.get(hex(conn.remotePublicKey))
     if (!existing) return true
-    const isDirect = (v: Via): boolean => v === 'direct' || v === 'lan'
+    const isDirect = (v: Via): boolean => v !== 'dht' && v !== 'relay'
     let keepNew: boolean
     if (isDirect(via) !== isDirect(existing.status.via)) keepNew = isDirect(via)
     else if (isDirect(via)) keepNew = dialerKey(conn).compare(dialerKey(existing.conn)) < 0

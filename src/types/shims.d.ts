@@ -118,8 +118,8 @@ declare module 'hyperdrive' {
 
 declare module 'hyperswarm' {
   import { EventEmitter } from 'events'
-  interface PeerInfo { publicKey: Buffer; topics: Buffer[]; client: boolean; ban(banned: boolean): void }
-  interface Discovery { flushed(): Promise<void>; destroy(): Promise<void> }
+  interface PeerInfo { publicKey: Buffer; topics: Buffer[]; client: boolean; banned: boolean; ban(banned: boolean): void }
+  interface Discovery { flushed(): Promise<void>; refresh(): Promise<void>; destroy(): Promise<void> }
   interface Connection extends NodeJS.ReadWriteStream {
     remotePublicKey: Buffer
     publicKey: Buffer
@@ -132,13 +132,14 @@ declare module 'hyperswarm' {
     constructor(opts?: { dht?: unknown; keyPair?: unknown; maxPeers?: number; firewall?: (key: Buffer) => boolean
       relayThrough?: (force: boolean) => Buffer | null })
     connections: Set<Connection>
+    peers: Map<string, PeerInfo> // by hex public key
     keyPair: { publicKey: Buffer }
     join(topic: Buffer, opts?: { server?: boolean; client?: boolean }): Discovery
     flush(): Promise<void>
     destroy(): Promise<void>
     on(event: 'connection', listener: (conn: Connection, info: PeerInfo) => void): this
   }
-  namespace Hyperswarm { export { Connection, PeerInfo } }
+  namespace Hyperswarm { export { Connection, PeerInfo, Discovery } }
   export = Hyperswarm
 }
 
