@@ -499,7 +499,9 @@ test('ReadAhead: a seek asks for the next blocks at once; a sequential read doub
   const B = 256 * 1024
   const ra = new ReadAhead()
   t.alike(ra.observe(512 * B, 128 * 1024, B, 4096), [513, 513 + MIN_WINDOW], 'a read after a seek prefetches the smallest window')
+  t.ok(ra.seeked, 'and counts as a seek (its read-ahead waits for its own block)')
   t.is(ra.observe(512 * B + 128 * 1024, 128 * 1024, B, 4096), null, 'the rest of the first block: already asked for')
+  t.absent(ra.seeked, 'a read that follows the one before is no seek')
   t.alike(ra.observe(513 * B, 128 * 1024, B, 4096), [513 + MIN_WINDOW, 514 + 2 * MIN_WINDOW], 'the next block: a window twice as large, beyond what was asked')
   let last = null
   for (let i = 4; i < 200; i++) last = ra.observe(512 * B + i * 128 * 1024, 128 * 1024, B, 4096) ?? last

@@ -9,10 +9,12 @@ export class ReadAhead {
   private nextOffset = -1
   private window = 0
   private prefetchedTo = 0 // first block index not yet asked for
+  seeked = false // the last read observed did not follow the one before
 
   /** Returns the [start, end) block range to prefetch now, or null. */
   observe(offset: number, length: number, blockSize: number, totalBlocks: number): [number, number] | null {
     const sequential = offset === this.nextOffset
+    this.seeked = !sequential
     this.nextOffset = offset + length
     if (sequential) {
       this.window = this.window === 0 ? MIN_WINDOW : Math.min(this.window * 2, MAX_WINDOW)

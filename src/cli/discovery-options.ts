@@ -13,7 +13,7 @@ export const DISCOVERY_USAGE = [
   '  --no-lan, --lan       find peers of the folder on the local network, or not (default on;',
   '                        env TSYNCFS_LAN=0 turns it off)',
   '  --peer H:P[,..]       known hosts: connect to them directly and stay connected',
-  '  --listen PORT         accept direct connections on this TCP port',
+  '  --listen PORT         accept direct connections on this TCP port (default: an ephemeral one)',
   '  --force-relay         reach DHT peers through the folder\'s relay (a `seed --relay`) even',
   '                        when holepunching would work (it is used anyway when it fails)'
 ]

@@ -42,6 +42,7 @@ interface Handle {
   staged: StagedFile | null
   content: ContentRef | null // what a read-only handle reads: the version it opened
   readAhead: ReadAhead
+  seekRead: Promise<void> | null // the read after the last seek, until its bytes are in
 }
 
 type EntryFields = Omit<Entry, 'vv' | 'device'>
@@ -254,7 +255,7 @@ export class Folder extends EventEmitter {
     const existing = this.staged.get(p)
     const staged = forWrite ? await this.stage(p, (flags & O_TRUNC) !== 0) : existing ?? null
     if (staged && !forWrite) staged.refs++
-    return this.addHandle({ path: p, staged, content: entry.content ?? null, readAhead: new ReadAhead() })
+    return this.addHandle({ path: p, staged, content: entry.content ?? null, readAhead: new ReadAhead(), seekRead: null })
   }
 
   async create(p: string, mode: number): Promise<number> {
@@ -268,7 +269,7 @@ export class Folder extends EventEmitter {
     staged.refs = 1
     this.staged.set(p, staged)
     this.showNew(staged)
-    return this.addHandle({ path: p, staged, content: null, readAhead: new ReadAhead() })
+    return this.addHandle({ path: p, staged, content: null, readAhead: new ReadAhead(), seekRead: null })
   }
 
   /** Lets another reader (FUSE's threads) read the read copies too. */
@@ -292,11 +293,26 @@ export class Folder extends EventEmitter {
     const ref = h.content
     if (!ref) return 0
     const range = h.readAhead.observe(offset, target.length, ref.blockSize, ref.blockLength)
-    // The blocks read are asked for first: peers answer in order, and after a seek the
-    // reader would otherwise wait for a read-ahead block before its own.
     const reading = this.content.readInto(ref, offset, target)
-    if (range) this.content.prefetch(ref, range[0], range[1])
+    if (h.readAhead.seeked) this.holdReadAhead(h, reading)
+    if (range) {
+      const prefetch = (): void => this.content.prefetch(ref, range[0], range[1])
+      if (h.seekRead) h.seekRead.then(prefetch)
+      else prefetch()
+    }
     return reading
+  }
+
+  /**
+   * After a seek, the read-ahead waits until the read's own bytes are in: asked for at
+   * once, its blocks shared the peer's upload and this device's verification with the
+   * read's block, which arrived about 50 ms later (traced: 1 MiB at 512 MiB of a cold file).
+   */
+  private holdReadAhead(h: Handle, reading: Promise<unknown>): void {
+    const settled = reading.then(() => {}, () => {}).then(() => {
+      if (h.seekRead === settled) h.seekRead = null
+    })
+    h.seekRead = settled
   }
 
   async write(fd: number, data: Buffer, offset: number): Promise<number> {
