@@ -79,6 +79,7 @@ export class Daemon {
   private control: net.Server | null = null
   private watchdog: NodeJS.Timeout | null = null
   private stopping: Promise<void> | null = null
+  private unmountRequested = false // the watchdog leaves an asked-for unmount to its request
   private dir = ''
   private mountpoint = ''
   private unlock: (() => Promise<void>) | null = null
@@ -137,16 +138,23 @@ export class Daemon {
         return this.cacheStatus()
       }
       if (req.cmd === 'unmount') {
-        await this.releaseMount(!!req.lazy)
+        this.unmountRequested = true
+        try {
+          await this.releaseMount(!!req.lazy)
+        } finally {
+          this.unmountRequested = false
+        }
         setImmediate(() => this.shutdown(0))
         return { unmounted: this.mountpoint }
       }
       throw new Error('unknown command')
     })
     await register({ mountpoint: this.mountpoint, pid: process.pid, socket, folderId: keys.folderId, dataDir: path.resolve(config.dataDir) })
-    // `umount DIR` from outside ends the FUSE session without telling us: notice it.
+    // `umount DIR` from outside ends the FUSE session without telling us: notice it. Not
+    // while `tsyncfs unmount` detaches: stopping then could exit before its answer is sent.
     this.watchdog = setInterval(() => {
-      isMountpoint(this.mountpoint).then((mounted) => { if (!mounted) this.shutdown(0) }, () => {})
+      if (this.unmountRequested) return
+      isMountpoint(this.mountpoint).then((mounted) => { if (!mounted && !this.unmountRequested) this.shutdown(0) }, () => {})
     }, 1000)
     for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => this.shutdown(0))
     // A crash would leave the mountpoint dead (ENOTCONN): log stray errors and serve on.
