@@ -202,8 +202,14 @@ test('web UI: create on A, add by secret on B, sync, pin, rates, events, unmount
     return Math.max(...folders[0].transfer.history.map((s) => s.down))
   })
   t.ok(peak > 0, `the rate history has a non-zero download rate (peak ${peak} B/s)`)
-  const chartPoints = await card(pageB, b.mnt).locator('polyline.rate-down').getAttribute('points')
-  t.ok(chartPoints && chartPoints.split(' ').length > 1, 'the chart draws the download rate')
+  // The chart is a line through one sample per second: over a fast link the whole file may
+  // arrive within the first second of B's history, so wait for the next sample to be drawn.
+  const drawn = await waitFor(async () => {
+    const points = await card(pageB, b.mnt).locator('polyline.rate-down').getAttribute('points')
+    const ys = (points || '').split(' ').filter(Boolean).map((p) => Number(p.split(',')[1]))
+    return ys.length > 1 && Math.min(...ys) < Math.max(...ys)
+  }, { timeout: 20000, message: 'the chart to draw the download' }).catch(() => false)
+  t.ok(drawn, 'the chart draws the download rate (a line that rises off the baseline)')
   t.is((await sh(`cmp ${JSON.stringify(a.p('big.bin'))} ${JSON.stringify(b.p('big.bin'))}`)).code, 0, 'the content on B is A\'s')
   await shot(pageB, '06-b-pinned-rates')
   await shot(pageA, '07-a-rates')
