@@ -214,6 +214,36 @@ test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from t
   t.pass('a file travels between them')
 })
 
+test('a DHT peer moved to TCP falls back to the DHT when TCP is cut, and syncs on', { timeout: 240000 }, async (t) => {
+  const [h0, h1, h2] = await makeLan(t, 3)
+  const node = spawnIn(t, h0, process.execPath, [BIN, 'bootstrap', '--host', h0.ip, '--port', '49737'])
+  await waitFor(() => node.output.includes('listening'), { message: 'the bootstrap node' })
+  const bootstrap = `${h0.ip}:49737`
+  const secret = await newSecret()
+  const a = device(t, 'A', h1, { bootstrap })
+  const b = device(t, 'B', h2, { bootstrap })
+  await a.mount(secret)
+  await b.mount(secret)
+  await waitForPeer(a, 'dht-tcp', 90000)
+  t.pass('A reached B over TCP')
+  // B's host now drops every TCP packet it sends to the LAN (policy routing on the IP
+  // protocol): the connection goes silent, UDX still passes.
+  const subnet = h0.ip.replace(/\.\d+$/, '.0/24')
+  const cut = await sh(`ip -n ${h2.ns} route add blackhole ${subnet} table 100 && ip -n ${h2.ns} rule add ipproto tcp to ${subnet} lookup 100 pref 10`)
+  t.is(cut.code, 0, `TCP from B cut (${cut.stderr.trim()})`)
+  // The silent connection times out (20 s); hyperswarm had banned B while the TCP
+  // connection stood, so only the lifted ban brings B back over the DHT.
+  const back = await waitForPeer(a, 'dht', 120000).catch((err) => {
+    t.fail(`${err.message}\nA: ${a.log()}\nB: ${b.log()}`)
+    return null
+  })
+  if (!back) return
+  t.ok(back.address.startsWith(h2.ip), `A reaches B over the DHT again (${back.address})`)
+  await fs.writeFile(a.p('after-cut.txt'), 'over the DHT again')
+  await b.waitForContent('after-cut.txt', 'over the DHT again', 60000)
+  t.pass('a file written after the cut reaches B')
+})
+
 test('a peer failing the folder proof is dropped once; an unreachable address is retried with back-off', { timeout: 180000 }, async (t) => {
   const [h0, h1] = await makeLan(t, 2)
   const x = device(t, 'X', h0)
