@@ -612,15 +612,18 @@ test('ContentStore.compact frees a core\'s cleared blocks, though the store coll
   await content.compact([hex]) // flushes the memtable, so that every block is in a blob file
   const before = await blobBytes()
   t.ok(before >= BLOCKS * 256 * 1024, `the downloaded blocks are in blob files (${(before / 1048576).toFixed(1)} MiB)`)
-  // Block 0 stays: its blob file, the oldest, holds only garbage besides it, which only a
-  // garbage collection reclaims (it moves block 0 elsewhere).
+  // Block 0 stays. The blob files of cleared blocks only are deleted; the one holding block
+  // 0 goes too if it is among the oldest quarter, whose live blobs a compaction moves
+  // elsewhere. Which file block 0 lands in varies (seen: the first and the last), so up to
+  // one file of garbage may stay (8-12 MiB seen): under half of what was there.
+  const bound = before / 2
   await copy.clear(1, BLOCKS)
   await content.compact([hex])
   let after = await blobBytes()
-  for (let i = 0; i < 50 && after > 4 * 1048576; i++) {
+  for (let i = 0; i < 50 && after > bound; i++) {
     await new Promise((resolve) => setTimeout(resolve, 100))
     after = await blobBytes()
   }
-  t.ok(after <= 4 * 1048576, `after clearing all blocks but the first and compacting that core, blob files hold ${(after / 1048576).toFixed(1)} MiB`)
+  t.ok(after <= bound, `after clearing all blocks but the first and compacting that core, blob files hold ${(after / 1048576).toFixed(1)} MiB of ${(before / 1048576).toFixed(1)}`)
   t.alike(await copy.get(0), await source.get(0), 'the block kept reads back intact')
 })
