@@ -189,10 +189,8 @@ test('LAN discovery finds devices of the same folder with no DHT, and announces 
   t.not(tagOf(h0), tagOf(h2), 'another folder announces another tag')
 })
 
-// Devices off loopback holepunch, and that needs a usable routing table: a bootstrap node
-// with a random id (hyperdht/testnet's first) left them 2 nodes, too few to classify their
-// NAT, and connections came up half-open in about half the runs (src/swarm/bootstrap-nodes.ts).
-test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from the public DHT', { timeout: 180000 }, async (t) => {
+/** A private bootstrap node on a host of its own, and devices A and B of one folder on two more. */
+async function privateDhtPair (t) {
   const [h0, h1, h2] = await makeLan(t, 3)
   const node = spawnIn(t, h0, process.execPath, [BIN, 'bootstrap', '--host', h0.ip, '--port', '49737'])
   await waitFor(() => node.output.includes('listening'), { message: 'the bootstrap node' })
@@ -202,6 +200,14 @@ test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from t
   const b = device(t, 'B', h2, { bootstrap })
   await a.mount(secret)
   await b.mount(secret)
+  return { h0, h1, h2, a, b }
+}
+
+// Devices off loopback holepunch, and that needs a usable routing table: a bootstrap node
+// with a random id (hyperdht/testnet's first) left them 2 nodes, too few to classify their
+// NAT, and connections came up half-open in about half the runs (src/swarm/bootstrap-nodes.ts).
+test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from the public DHT', { timeout: 180000 }, async (t) => {
+  const { h2, a, b } = await privateDhtPair(t)
   // Found on the DHT, then connected over TCP at the port B told: the TCP connection
   // replaces the DHT one, on both sides.
   const peer = await waitForPeer(a, 'dht-tcp', 90000)
@@ -215,15 +221,7 @@ test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from t
 })
 
 test('a DHT peer moved to TCP falls back to the DHT when TCP is cut, and syncs on', { timeout: 240000 }, async (t) => {
-  const [h0, h1, h2] = await makeLan(t, 3)
-  const node = spawnIn(t, h0, process.execPath, [BIN, 'bootstrap', '--host', h0.ip, '--port', '49737'])
-  await waitFor(() => node.output.includes('listening'), { message: 'the bootstrap node' })
-  const bootstrap = `${h0.ip}:49737`
-  const secret = await newSecret()
-  const a = device(t, 'A', h1, { bootstrap })
-  const b = device(t, 'B', h2, { bootstrap })
-  await a.mount(secret)
-  await b.mount(secret)
+  const { h0, h2, a, b } = await privateDhtPair(t)
   await waitForPeer(a, 'dht-tcp', 90000)
   t.pass('A reached B over TCP')
   // B's host now drops every TCP packet it sends to the LAN (policy routing on the IP
