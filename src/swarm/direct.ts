@@ -132,7 +132,7 @@ class Dialer {
 }
 
 export interface DirectOptions {
-  listen: number | null // TCP port to accept connections on; 0: any free port; null: none
+  listen: number // TCP port to accept connections on; 0: any free port
   bind: string | null
 }
 
@@ -150,20 +150,19 @@ export class DirectTransport {
     private readonly log: (message: string) => void
   ) {}
 
-  /** Starts listening if asked to; resolves the port (null without a listener). */
-  async start(): Promise<number | null> {
-    if (this.opts.listen === null) return null
+  /** Starts listening; resolves the port. */
+  async start(): Promise<number> {
     const server = net.createServer((socket) => this.accept(socket))
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on TCP port ${this.opts.listen}: ${err.code ?? err.message}`)))
-      server.listen(this.opts.listen ?? 0, this.opts.bind ?? undefined, () => {
+      server.listen(this.opts.listen, this.opts.bind ?? undefined, () => {
         server.removeAllListeners('error')
         resolve()
       })
     })
     server.on('error', (err) => this.log(`listener error: ${err.message}`))
-    return this.port()
+    return (server.address() as net.AddressInfo).port
   }
 
   port(): number | null {

@@ -141,9 +141,9 @@ export class FolderNetwork {
 
   async start(): Promise<void> {
     const port = await this.direct.start()
-    if (this.opts.listen !== null && port !== null) this.log(`listening for direct connections on port ${port}`)
+    if (this.opts.listen !== null) this.log(`listening for direct connections on port ${port}`)
     for (const address of this.opts.peers) this.direct.dial(address, 'direct')
-    if (this.opts.lan && port !== null) {
+    if (this.opts.lan) {
       this.lan = new LanDiscovery(this.keys.topic, port, (address) => this.direct.dial(address, 'lan'), this.log)
       await this.lan.start()
     }
