@@ -190,7 +190,8 @@ export class ContentStore {
     }
     if (!block) throw new FsError('EIO', `block ${index} not available`)
     if (!this.own.has(ref.core)) this.cache?.holds(ref.core, index, block.length)
-    this.keepCopy(ref, index, block)
+    // The copy's encryption and write wait until the readers waiting for the block had it.
+    setImmediate(() => this.keepCopy(ref, index, block))
     return block
   }
 

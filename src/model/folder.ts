@@ -297,7 +297,8 @@ export class Folder extends EventEmitter {
     if (h.readAhead.seeked) this.holdReadAhead(h, reading)
     if (range) {
       const prefetch = (): void => this.content.prefetch(ref, range[0], range[1])
-      if (h.seekRead) h.seekRead.then(prefetch)
+      // After the seek's own read, and after its replies: the requests' sends come second.
+      if (h.seekRead) h.seekRead.then(() => setImmediate(prefetch))
       else prefetch()
     }
     return reading
