@@ -10,7 +10,7 @@
 const fs = require('fs')
 const path = require('path')
 
-const root = path.join(__dirname, '..', 'node_modules', 'hypercore', 'lib')
+const root = path.join(path.dirname(require.resolve('hypercore/package.json')), 'lib')
 const MARK = '/* tsyncfs: early block delivery */'
 
 const patches = [

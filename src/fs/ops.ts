@@ -2,7 +2,7 @@
 // the model's errors to errno values.
 import { constants } from 'os'
 import { promises as fs } from 'fs'
-import { Folder, Stat } from '../model/folder'
+import { Folder, Stat, opensForWrite } from '../model/folder'
 import { FsError } from '../model/errors'
 import { DirectReads } from './direct-reads'
 
@@ -61,6 +61,9 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
   /** `call` for an operation that changes the folder: stats given out before are stale. */
   const change = <T>(cb: Callback, fn: () => T | Promise<T>, reply: (cb: Reply, value: T) => void) =>
     call(((...args: unknown[]) => { opts.changed(); (cb as unknown as Reply)(...args) }) as Callback, fn, reply)
+  /** `change` for a handle that may change its file, `call` for one that only reads: a
+   *  reader's open and close keep the stats the addon holds. */
+  const throughHandle = (fd: number) => (folder.changesThrough(fd) ? change : call)
   const ok = (cb: Reply) => cb(0)
   const withValue = <T>(cb: Reply, value: T) => cb(0, value)
   const count = (cb: Reply, n: number) => cb(n)
@@ -79,7 +82,7 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     }, (done, { names, stats }) => done(0, names, stats)),
     readlink: (path: string, cb: Callback) => call(cb, () => folder.readlink(path), withValue),
     statfs: (_path: string, cb: Callback) => call(cb, () => statfs(folder, opts.dataDir), withValue),
-    open: (path: string, flags: number, cb: Callback) => change(cb, async () => {
+    open: (path: string, flags: number, cb: Callback) => (opensForWrite(flags) ? change : call)(cb, async () => {
       const fd = await folder.openFile(path, flags)
       opts.direct?.open(fd, folder.copyRange(fd))
       return fd
@@ -90,10 +93,10 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     // libfuse owns `buf`: copy it before the callback returns it.
     write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
       change(cb, () => folder.write(fd, Buffer.from(buf.subarray(0, len)), pos), count),
-    flush: (_path: string, fd: number, cb: Callback) => change(cb, () => folder.flush(fd), ok),
+    flush: (_path: string, fd: number, cb: Callback) => throughHandle(fd)(cb, () => folder.flush(fd), ok),
     fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => change(cb, () => folder.fsync(fd), ok),
     fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Callback) => (cb as unknown as Reply)(0),
-    release: (_path: string, fd: number, cb: Callback) => change(cb, () => {
+    release: (_path: string, fd: number, cb: Callback) => throughHandle(fd)(cb, () => {
       opts.direct?.release(fd)
       return folder.release(fd)
     }, ok),

@@ -250,7 +250,7 @@ export class Folder extends EventEmitter {
   async openFile(p: string, flags: number): Promise<number> {
     const entry = this.entry(p)
     if (entry.type === 'dir') fail('EISDIR', p)
-    const forWrite = (flags & O_ACCMODE) !== 0
+    const forWrite = opensForWrite(flags)
     if (forWrite) this.requireWritable()
     const existing = this.staged.get(p)
     const staged = forWrite ? await this.stage(p, (flags & O_TRUNC) !== 0) : existing ?? null
@@ -344,6 +344,12 @@ export class Folder extends EventEmitter {
     const fd = this.nextFd++
     this.handles.set(fd, h)
     return fd
+  }
+
+  /** Whether what happens through a handle may change its file's stat: it writes, or it
+   *  reads a file still being written (its release may commit that file). */
+  changesThrough(fd: number): boolean {
+    return this.handles.get(fd)?.staged != null
   }
 
   private handle(fd: number): Handle {
@@ -809,4 +815,9 @@ function stripVersion(entry: Entry): EntryFields {
 function dominatedBy(v: VersionVector, base: VersionVector): boolean {
   const order = compare(v, base)
   return order === 'before' || order === 'equal'
+}
+
+/** open(2) flags that write: O_WRONLY or O_RDWR. */
+export function opensForWrite(flags: number): boolean {
+  return (flags & O_ACCMODE) !== 0
 }
