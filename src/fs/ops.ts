@@ -25,19 +25,21 @@ export interface OpsOptions {
 // so loading the CLI does not load libfuse (its absence must be one clear line, not a crash).
 const ERRNO: Record<string, number> = Object.fromEntries(Object.entries(constants.errno).map(([name, n]) => [name, -n]))
 
-let lastIoErrorLog = 0
-
-function errno(err: unknown, log: (m: string) => void): number {
-  if (err instanceof FsError) {
-    // An I/O error is the daemon's failure, not the caller's: say why (at most once a second).
-    if (err.code === 'EIO' && Date.now() - lastIoErrorLog > 1000) {
-      lastIoErrorLog = Date.now()
-      log(`I/O error: ${err.message}`)
+/** Maps a model error to its errno. An I/O error is the daemon's failure, not the
+ *  caller's: it is logged with why, at most once a second per mount. */
+function errnoMapper(log: (m: string) => void): (err: unknown) => number {
+  let lastIoErrorLog = 0
+  return (err) => {
+    if (err instanceof FsError) {
+      if (err.code === 'EIO' && Date.now() - lastIoErrorLog > 1000) {
+        lastIoErrorLog = Date.now()
+        log(`I/O error: ${err.message}`)
+      }
+      return ERRNO[err.code] ?? ERRNO.EIO
     }
-    return ERRNO[err.code] ?? ERRNO.EIO
+    log(`unexpected error: ${(err as Error)?.stack ?? String(err)}`)
+    return ERRNO.EIO
   }
-  log(`unexpected error: ${(err as Error)?.stack ?? String(err)}`)
-  return ERRNO.EIO
 }
 
 export function createOps(folder: Folder, opts: OpsOptions): Record<string, Callback> {
@@ -50,12 +52,13 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     }
   }
 
+  const errno = errnoMapper(opts.log)
   /** Runs a model call; replies with its result, or with the errno it failed with. */
   const call = <T>(cb: Callback, fn: () => T | Promise<T>, reply: (cb: Reply, value: T) => void) => {
     const done = cb as unknown as Reply
     Promise.resolve().then(fn).then(
       (value) => reply(done, value),
-      (err) => done(errno(err, opts.log))
+      (err) => done(errno(err))
     )
   }
   /** `call` for an operation that changes the folder: stats given out before are stale. */
