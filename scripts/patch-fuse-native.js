@@ -33,6 +33,7 @@
 const fs = require('fs')
 const path = require('path')
 const { execFileSync } = require('child_process')
+const { patch } = require('./patch-file')
 
 const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
@@ -452,24 +453,6 @@ const PATCHES = [
     ['reset', 'core', 'mark', 'open', 'close', 'drain'].map((name) => `  NAPI_EXPORT_FUNCTION(tsyncfs_copies_${name})\n`).join('')],
   ['#include <uv.h>\n', `${MARKER}\n#include <uv.h>\n`]
 ]
-
-// The patches apply to fuse-native's own files, kept beside them on the first run, so that
-// a changed patch replaces the old one instead of stacking on it. True if a file changed.
-function patch (file, patches, mark) {
-  const pristine = file + '.orig'
-  const current = fs.readFileSync(file, 'utf8')
-  if (!fs.existsSync(pristine)) {
-    if (current.includes(mark)) throw new Error(`${file} was patched by an older tsyncfs: reinstall fuse-native (npm ci)`)
-    fs.writeFileSync(pristine, current)
-  }
-  let text = fs.readFileSync(pristine, 'utf8')
-  for (const [from, to] of patches) {
-    if (!text.includes(from)) throw new Error(`${path.basename(file)} changed: cannot find "${from.trim()}" to patch`)
-    text = text.replace(from, to)
-  }
-  if (text !== current) fs.writeFileSync(file, text)
-  return text !== current
-}
 
 // binding.gyp is no longer patched (an older patch linked libsodium): put it back.
 function restoreGyp () {
