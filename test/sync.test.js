@@ -126,3 +126,48 @@ test('cp -r, rsync -a, tar x and git work inside the mount', { timeout: 300000 }
   r = await sh(`cd ${b.mnt}/repo && git fsck --no-progress 2>&1; echo three >> f && git commit -qam three && git log --oneline | wc -l`)
   t.is(r.stdout.trim().split('\n').pop(), '3', 'B can commit on the synced repository')
 })
+
+test('a file written only at its end is in the log before its close; rewrites and other files in between keep every byte', { timeout: 300000 }, async (t) => {
+  const { devices: [a, b] } = await folderWith(t, ['A', 'B'])
+  const MiB = 1024 * 1024
+  const logBytes = async () => Number((await sh(`du -sb --total ${a.dataDir}/*/cores | tail -1 | cut -f1`)).stdout.trim())
+  /** Writes `total` random bytes at the end of `name`, 1 MiB at a time, and returns them with the open handle. */
+  const append = async (fh, bytes, total) => {
+    const more = randomBytes(total)
+    for (let off = 0; off < total; off += MiB) await fh.write(more, off, Math.min(MiB, total - off), bytes.length + off)
+    return Buffer.concat([bytes, more])
+  }
+  const before = await logBytes()
+  const plain = await fs.open(a.p('plain.bin'), 'w')
+  let plainBytes = await append(plain, Buffer.alloc(0), 24 * MiB)
+  await waitFor(async () => (await logBytes()) - before >= 16 * MiB, { timeout: 60000, message: "A's log to hold most of the open file" })
+  t.pass('the whole blocks of a file still open are in the log')
+  plainBytes = await append(plain, plainBytes, 3 * MiB + 12345) // a tail that is not a whole block
+  await plain.close()
+
+  // Rewritten after its first blocks went to the log: those blocks must not be used.
+  const rewritten = await fs.open(a.p('rewritten.bin'), 'w')
+  let rewrittenBytes = await append(rewritten, Buffer.alloc(0), 20 * MiB)
+  await waitFor(async () => (await logBytes()) - before >= 40 * MiB, { timeout: 60000, message: 'the second file in the log' })
+  const patch = randomBytes(MiB)
+  await rewritten.write(patch, 0, MiB, 2 * MiB)
+  patch.copy(rewrittenBytes, 2 * MiB)
+  rewrittenBytes = await append(rewritten, rewrittenBytes, 9 * MiB)
+  await rewritten.close()
+
+  // Another file committed between its early blocks and the rest: the rest cannot follow them.
+  const interrupted = await fs.open(a.p('interrupted.bin'), 'w')
+  let interruptedBytes = await append(interrupted, Buffer.alloc(0), 20 * MiB)
+  await waitFor(async () => (await logBytes()) - before >= 60 * MiB, { timeout: 60000, message: 'the third file in the log' })
+  await fs.writeFile(a.p('small.txt'), 'committed in between')
+  await b.waitForContent('small.txt', 'committed in between', 60000)
+  interruptedBytes = await append(interrupted, interruptedBytes, 9 * MiB + 1)
+  await interrupted.close()
+
+  const sha = (buf) => require('crypto').createHash('sha256').update(buf).digest('hex')
+  for (const [name, bytes] of [['plain.bin', plainBytes], ['rewritten.bin', rewrittenBytes], ['interrupted.bin', interruptedBytes]]) {
+    await waitFor(async () => (await fs.stat(b.p(name)).catch(() => null))?.size === bytes.length, { timeout: 60000, message: `${name} on B` })
+    t.is(sha(await fs.readFile(b.p(name))), sha(bytes), `${name}: B reads exactly the bytes written on A`)
+    t.is(sha(await fs.readFile(a.p(name))), sha(bytes), `${name}: so does A`)
+  }
+})
