@@ -2,7 +2,7 @@
 // cover a range (hypercore verifies each against its Merkle tree), with a deadline.
 import Corestore from 'corestore'
 import Hypercore from 'hypercore'
-import { createHash, Hash } from 'crypto'
+import { createHash } from 'crypto'
 import { ContentRef } from './entry'
 import { FsError } from './errors'
 import { BlockCache } from '../cache/block-cache'
@@ -14,18 +14,6 @@ export const BLOCK_SIZE = 1024 * 1024
 // One append takes up to 4 MiB, or up to 256 blocks of small files (one group commit's).
 const APPEND_BATCH_BYTES = 4 * 1024 * 1024
 const APPEND_BATCH_BLOCKS = 256
-/** Whole blocks of a file appended to the blob core while it was being written: where
- *  they start, how many, and the hash of their bytes so far. */
-export interface AppendedPrefix { blockOffset: number; byteOffset: number; blocks: number; bytes: number; hash: Hash }
-
-/** A file to append: the chunks of its bytes from an offset, and what of it was appended already. */
-export interface FileSource { prefix: AppendedPrefix | null; chunksFrom: (offset: number) => AsyncIterable<Buffer> }
-
-/** Whether `prefix` ends where the core's next block will be. */
-function continues(core: Hypercore, prefix: AppendedPrefix): boolean {
-  return prefix.blockOffset + prefix.blocks === core.length
-}
-
 // Room for a whole read-ahead window of local blocks, plus the blocks being read.
 const RECENT_BLOCKS = MAX_WINDOW + 8
 
@@ -221,34 +209,10 @@ export class ContentStore {
     })
   }
 
-  /** Appends more whole blocks of a file still being written to a writable blob core, after
-   *  `prefix` (null: from its start). Null if other blocks were appended since the prefix:
-   *  a file's blocks must be contiguous, so its commit then appends it whole. */
-  async appendPrefix(core: Hypercore, prefix: AppendedPrefix | null, chunks: AsyncIterable<Buffer>): Promise<AppendedPrefix | null> {
-    await core.ready()
-    if (prefix && !continues(core, prefix)) return null
-    const next = prefix
-      ? { ...prefix, hash: prefix.hash.copy() }
-      : { blockOffset: core.length, byteOffset: core.byteLength, blocks: 0, bytes: 0, hash: createHash('sha256') }
-    const blocks: Buffer[] = []
-    for await (const chunk of chunks) {
-      if (chunk.length !== BLOCK_SIZE) throw new Error('a prefix is made of whole blocks')
-      next.hash.update(chunk)
-      blocks.push(chunk)
-      next.blocks++
-      next.bytes += chunk.length
-      if (blocks.length * BLOCK_SIZE >= APPEND_BATCH_BYTES) await core.append(blocks.splice(0))
-    }
-    if (blocks.length) await core.append(blocks)
-    return next
-  }
-
   /** Appends files' bytes, each given as chunks of exactly BLOCK_SIZE (the last may be
    *  shorter), to a writable blob core; returns where each landed and its hash. Blocks of
-   *  several files share appends: one storage write for many small files. A file whose
-   *  prefix is at the core's end (appended while it was written) goes first and appends
-   *  only the rest. */
-  async appendFiles(core: Hypercore, files: Array<FileSource | null>): Promise<Array<{ ref: ContentRef; hash: string } | null>> {
+   *  several files share appends: one storage write for many small files. */
+  async appendFiles(core: Hypercore, files: Array<AsyncIterable<Buffer> | null>): Promise<Array<{ ref: ContentRef; hash: string } | null>> {
     await core.ready()
     let batch: Buffer[] = []
     let pendingBytes = 0 // bytes in `batch`: core.byteLength counts them only once appended
@@ -257,19 +221,17 @@ export class ContentStore {
       batch = []
       pendingBytes = 0
     }
-    const out: Array<{ ref: ContentRef; hash: string } | null> = files.map(() => null)
-    const continuing = files.findIndex((f) => f?.prefix && continues(core, f.prefix))
-    const order = files.map((_, i) => i)
-    if (continuing > 0) order.unshift(...order.splice(continuing, 1))
-    for (const i of order) {
-      const file = files[i]
-      if (!file) continue
-      const prefix = i === continuing ? file.prefix : null
-      const blockOffset = prefix ? prefix.blockOffset : core.length + batch.length
-      const byteOffset = prefix ? prefix.byteOffset : core.byteLength + pendingBytes
-      const hash = prefix ? prefix.hash.copy() : createHash('sha256')
-      let byteLength = prefix ? prefix.bytes : 0
-      for await (const chunk of file.chunksFrom(byteLength)) {
+    const out: Array<{ ref: ContentRef; hash: string } | null> = []
+    for (const chunks of files) {
+      if (!chunks) {
+        out.push(null)
+        continue
+      }
+      const blockOffset = core.length + batch.length
+      const byteOffset = core.byteLength + pendingBytes
+      const hash = createHash('sha256')
+      let byteLength = 0
+      for await (const chunk of chunks) {
         hash.update(chunk)
         byteLength += chunk.length
         batch.push(chunk)
@@ -284,7 +246,7 @@ export class ContentStore {
         byteLength,
         blockSize: BLOCK_SIZE
       }
-      out[i] = { ref, hash: hash.digest('hex') }
+      out.push({ ref, hash: hash.digest('hex') })
     }
     await flush()
     return out

@@ -53,8 +53,6 @@ const TRUNCATE_HOLD_MS = 500
 const EMPTY_HASH = createHash('sha256').digest('hex')
 /** Files committed together at most: bounds the memory one commit holds. */
 const MAX_GROUP_COMMIT = 256
-/** A file written only at its end is appended to the blob core early in steps this large. */
-const EARLY_APPEND_BYTES = 8 * BLOCK_SIZE
 /** Closed files waiting for their commit beyond which close(2) waits for the commits ahead
  *  (like the kernel's dirty page limit): bounds the backlog's memory and journal. */
 const MAX_QUEUED_COMMITS = 1024
@@ -321,30 +319,7 @@ export class Folder extends EventEmitter {
   async write(fd: number, data: Buffer, offset: number): Promise<number> {
     const h = this.handle(fd)
     if (!h.staged) fail('EBADF')
-    const written = await h.staged.write(data, offset)
-    this.appendEarly(h.staged)
-    return written
-  }
-
-  /** A file written only at its end has its whole blocks appended to the blob core while it
-   *  is still written, EARLY_APPEND_BYTES at a time: its commit then appends only the rest
-   *  (a 1 GiB copy had waited about 7 s after its close for a commit of everything). */
-  private appendEarly(staged: StagedFile): void {
-    const range = staged.unappended(BLOCK_SIZE)
-    if (!range || range.to - range.from < EARLY_APPEND_BYTES || staged.appendingPrefix) return
-    staged.appendingPrefix = true
-    this.mutex.run(async () => {
-      const now = staged.unappended(BLOCK_SIZE) // what was written while this waited for the mutex
-      if (!now) return
-      const generation = staged.generation
-      const prefix = await this.content.appendPrefix(this.requireBlobs(), staged.prefix, staged.chunks(BLOCK_SIZE, now.from, now.to))
-      // Stale if the file was truncated or rewritten meanwhile: those blocks stay unused.
-      if (staged.generation !== generation) return
-      if (prefix) staged.prefix = prefix
-      else staged.stopEarlyAppends() // once: not a new prefix after each interruption
-    }).catch((err) => {
-      this.emit('warning', new Error(`early append of ${staged.path}: ${(err as Error).message}`))
-    }).finally(() => { staged.appendingPrefix = false })
+    return h.staged.write(data, offset)
   }
 
   /** close(2): the bytes are committed in the background (write-back). */
@@ -519,8 +494,7 @@ export class Folder extends EventEmitter {
     for (const staged of files) staged.dirty = false
     try {
       const stored = files.length === 0 ? [] : await this.content.appendFiles(this.requireBlobs(),
-        files.map((staged, i) => sizes[i] > 0 ? { prefix: staged.prefix && staged.prefix.bytes <= sizes[i] ? staged.prefix : null, chunksFrom: (from: number) => staged.chunks(BLOCK_SIZE, from, sizes[i]) } : null))
-      for (const staged of files) staged.prefix = null // its blocks are in the committed version now
+        files.map((staged, i) => sizes[i] > 0 ? staged.chunks(BLOCK_SIZE, sizes[i]) : null))
       const changes = files.map((staged, i): [string, EntryFields] => [staged.path, {
         type: 'file', mode: staged.mode, mtime: staged.mtime, size: sizes[i],
         content: stored[i]?.ref ?? null, hash: stored[i]?.hash ?? EMPTY_HASH

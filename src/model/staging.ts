@@ -10,7 +10,6 @@ import path from 'path'
 import { FsError } from './errors'
 import { JournalRecord, WriteBackJournal } from './journal'
 import { VersionVector } from './version-vector'
-import { AppendedPrefix } from './content'
 
 let counter = 0
 
@@ -92,15 +91,6 @@ export class StagedFile {
   /** The bytes, while the file is small (its capacity may exceed `size`); null once on disk. */
   private memory: Buffer | null
   size = 0
-  /** Written only at its end since it was empty (cp, dd, a download): its whole blocks may
-   *  be appended to the blob core before it is closed (`prefix`). */
-  private appendedOnly: boolean
-  private nextOffset = 0 // where the next write of a file written only at its end starts
-  /** Its first whole blocks, already in the blob core; valid while it is written only at its end. */
-  prefix: AppendedPrefix | null = null
-  /** Counts the changes that make an appended prefix stale, so that one under way is dropped. */
-  generation = 0
-  appendingPrefix = false
 
   constructor(
     private readonly area: StagingArea,
@@ -117,7 +107,6 @@ export class StagedFile {
     this.fh = null
     this.memory = memory
     this.size = memory?.length ?? 0
-    this.appendedOnly = this.size === 0
   }
 
   /** A closed file of a previous run, in its staging file (its size) or in the record (its
@@ -125,7 +114,6 @@ export class StagedFile {
   static fromJournal(area: StagingArea, record: JournalRecord, content: number | Buffer): StagedFile {
     const staged = new StagedFile(area, record.name, record.path, record.mode, record.mtime, record.base, typeof content === 'number' ? null : content)
     if (typeof content === 'number') staged.size = content
-    staged.appendedOnly = false
     staged.dirty = true
     staged.journaled = true
     staged.journalFresh = true
@@ -146,8 +134,6 @@ export class StagedFile {
 
   async write(data: Buffer, offset: number): Promise<number> {
     const end = offset + data.length
-    if (offset === this.nextOffset && this.appendedOnly) this.nextOffset = end
-    else this.dropPrefix(false)
     if (this.memory && end <= IN_MEMORY_MAX) {
       this.resize(Math.max(this.size, end))
       data.copy(this.memory, offset)
@@ -166,32 +152,10 @@ export class StagedFile {
   }
 
   async truncate(size: number): Promise<void> {
-    if (size !== this.size) this.dropPrefix(size === 0)
     if (this.memory && size <= IN_MEMORY_MAX) this.resize(size)
     else await this.using((fh) => fh.truncate(size))
     this.size = size
     this.touch()
-  }
-
-  /** The appended prefix is stale; with `empty`, the file starts over from nothing. */
-  private dropPrefix(empty: boolean): void {
-    this.prefix = null
-    this.generation++
-    this.appendedOnly = empty
-    this.nextOffset = 0
-  }
-
-  /** Its blocks are appended at its commit only (another file's blocks came between). */
-  stopEarlyAppends(): void {
-    this.dropPrefix(false)
-  }
-
-  /** Whole blocks written past the appended prefix, if the file is still written only at
-   *  its end: [from, to) in bytes. */
-  unappended(blockSize: number): { from: number; to: number } | null {
-    if (!this.appendedOnly || this.unlinked || this.memory) return null
-    const from = this.prefix?.bytes ?? 0
-    return { from, to: Math.max(from, Math.floor(this.size / blockSize) * blockSize) }
   }
 
   /** An in-memory file's new size; bytes past the old size read as zeros. */
@@ -207,10 +171,10 @@ export class StagedFile {
     this.size = size
   }
 
-  /** The staged bytes from `from` to `to` in chunks of exactly `blockSize` (the last may be shorter). */
-  async *chunks(blockSize: number, from: number, to: number): AsyncGenerator<Buffer> {
-    for (let offset = from; offset < to; offset += blockSize) {
-      yield await this.read(offset, Math.min(blockSize, to - offset))
+  /** The staged bytes in chunks of exactly `blockSize` (the last may be shorter). */
+  async *chunks(blockSize: number, size: number): AsyncGenerator<Buffer> {
+    for (let offset = 0; offset < size; offset += blockSize) {
+      yield await this.read(offset, Math.min(blockSize, size - offset))
     }
   }
 
