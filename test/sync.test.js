@@ -126,3 +126,21 @@ test('cp -r, rsync -a, tar x and git work inside the mount', { timeout: 300000 }
   r = await sh(`cd ${b.mnt}/repo && git fsck --no-progress 2>&1; echo three >> f && git commit -qam three && git log --oneline | wc -l`)
   t.is(r.stdout.trim().split('\n').pop(), '3', 'B can commit on the synced repository')
 })
+
+test('a rename of a directory of 600 files reaches the other device whole, also after a restart', { timeout: 300000 }, async (t) => {
+  const { secret, devices: [a, b] } = await folderWith(t, ['A', 'B'])
+  const N = 600 // more entries than one log record holds: the rename spans several
+  await a.sh(`mkdir before && for i in $(seq 1 ${N}); do echo "file $i" > before/f$i; done`)
+  const count = async (d, dir) => Number((await d.sh(`find ${dir} -type f 2>/dev/null | wc -l`)).stdout.trim())
+  await waitFor(async () => (await count(b, 'before')) === N, { timeout: 60000, message: `the ${N} files on B` })
+  await fs.rename(a.p('before'), a.p('after'))
+  await waitFor(async () => (await count(b, 'after')) === N, { timeout: 60000, message: 'the renamed directory on B' })
+  t.is(await count(b, 'before'), 0, 'nothing is left under the old name on B')
+  t.is((await fs.readFile(b.p(`after/f${N}`), 'utf8')), `file ${N}\n`, 'the last file has its bytes on B')
+
+  await b.stop()
+  await a.stop()
+  await b.mount(secret) // alone: B rebuilds its view from the logs on its disk
+  t.is(await count(b, 'after'), N, 'after a restart B lists every file under the new name')
+  t.is(await count(b, 'before'), 0, 'and none under the old one')
+})

@@ -11,7 +11,7 @@ import { Certificate, certify, isValidCertificate, loadMembers, saveMembers } fr
 import { ContentStore, BLOCK_SIZE } from './content'
 import { ContentRef, Entry, EntryType, typeBits } from './entry'
 import { fail, FsError } from './errors'
-import { MemberDrive } from './member-drive'
+import { MemberDrive, groupRecordKey, GROUP_RECORD_ENTRIES } from './member-drive'
 import { MergedIndex, parentOf } from './merged-index'
 import { Mutex } from './mutex'
 import { StagedFile, StagingArea } from './staging'
@@ -667,13 +667,20 @@ export class Folder extends EventEmitter {
     return written
   }
 
+  /** One change is one hyperdrive entry. Several (a group commit, a rename) are grouped
+   *  into records of up to GROUP_RECORD_ENTRIES entries, appended together: a log block
+   *  per file had cost both devices a hyperbee put, a replication round trip and a
+   *  verification each (docs/design.md, "Group commits are one log block"). */
   private async persist(puts: Array<[string, Entry]>): Promise<void> {
     const own = this.own!
     if (puts.length === 1) {
       await own.drive.putEntry(puts[0][0], { metadata: puts[0][1] })
     } else {
       const batch = own.drive.batch()
-      for (const [p, entry] of puts) await batch.putEntry(p, { metadata: entry })
+      const id = own.drive.core.length
+      for (let i = 0; i * GROUP_RECORD_ENTRIES < puts.length; i++) {
+        await batch.db.put(groupRecordKey(id, i), { entries: puts.slice(i * GROUP_RECORD_ENTRIES, (i + 1) * GROUP_RECORD_ENTRIES) })
+      }
       await batch.flush()
     }
     for (const [p, entry] of puts) this.index.put(own.deviceId, p, entry)

@@ -13,6 +13,15 @@ export function deviceIdOf(driveKey: Buffer): string {
 /** How hyperdrive keys its files in the log (its SubEncoder('files')), as the log's own
  *  history gives them. */
 const FILES_PREFIX = 'files\u0000'
+/** Several entries written together share one log block, under a key of their own
+ *  (outside hyperdrive's files): this device's log length when they were written, and
+ *  the record's number among them. */
+const GROUP_PREFIX = 'tsyncfs-group\u0000'
+export const GROUP_RECORD_ENTRIES = 256
+
+export function groupRecordKey(logLength: number, index: number): string {
+  return `${GROUP_PREFIX}${String(logLength).padStart(12, '0')}.${index}`
+}
 
 type EntryListener = (device: string, path: string, entry: Entry) => void
 
@@ -85,14 +94,22 @@ export class MemberDrive {
     const snapshot = this.drive.db.checkout(version)
     try {
       for await (const { type, key, value } of snapshot.createHistoryStream({ gte: Math.max(1, this.indexedVersion), lt: version })) {
+        if (type !== 'put') continue
         const metadata = value?.metadata
-        if (type === 'put' && key.startsWith(FILES_PREFIX) && isEntry(metadata)) this.onEntry(this.deviceId, key.slice(FILES_PREFIX.length), metadata)
+        if (key.startsWith(FILES_PREFIX) && isEntry(metadata)) this.onEntry(this.deviceId, key.slice(FILES_PREFIX.length), metadata)
+        else if (key.startsWith(GROUP_PREFIX) && Array.isArray(value?.entries)) this.onGroup(value.entries)
       }
     } finally {
       await snapshot.close()
     }
     this.indexedVersion = version
     this.onSynced()
+  }
+
+  private onGroup(entries: unknown[]): void {
+    for (const item of entries) {
+      if (Array.isArray(item) && typeof item[0] === 'string' && isEntry(item[1])) this.onEntry(this.deviceId, item[0], item[1])
+    }
   }
 
   async close(): Promise<void> {

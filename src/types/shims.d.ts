@@ -87,10 +87,12 @@ declare module 'hyperdrive' {
   interface Bee<M> {
     core: Hypercore
     checkout(version: number): Bee<M>
-    createHistoryStream(opts: { gte: number; lt: number }): AsyncIterable<{ type: 'put' | 'del'; seq: number; key: string; value: { metadata?: M } | null }>
+    createHistoryStream(opts: { gte: number; lt: number }): AsyncIterable<{ type: 'put' | 'del'; seq: number; key: string; value: { metadata?: M; entries?: unknown[] } | null }>
     close(): Promise<void>
   }
   interface Batch<M> {
+    /** The batch's hyperbee: keys outside hyperdrive's files (utf-8 keys, JSON values). */
+    db: { put(key: string, value: unknown): Promise<void> }
     putEntry(name: string, entry: { metadata: M }): Promise<void>
     flush(): Promise<void>
     close(): Promise<void>
