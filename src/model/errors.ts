@@ -5,8 +5,16 @@ export type ErrnoName =
   | 'EROFS' | 'EIO' | 'EBADF' | 'ENOSPC' | 'EPERM' | 'EXDEV' | 'ENAMETOOLONG' | 'ENODATA' | 'ENOTSUP' | 'EBUSY'
 
 export class FsError extends Error {
-  constructor(readonly code: ErrnoName, message?: string) {
+  readonly code: ErrnoName
+
+  /** Without a stack: an errno is an answer, not a bug, and every new file's name is
+   *  first looked up and not found (its stack had been 2 % of the writing daemon's time). */
+  constructor(code: ErrnoName, message?: string) {
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(message ? `${code}: ${message}` : code)
+    Error.stackTraceLimit = limit
+    this.code = code
   }
 }
 
