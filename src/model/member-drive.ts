@@ -86,8 +86,8 @@ export class MemberDrive {
     if (core.contiguousLength < core.length) return
     const version = core.length
     if (version <= this.indexedVersion || this.closed) return
-    // The log's new blocks in order, not a diff of two trees: each block is one put, so
-    // this reads each once, where a diff also reads the old tree's nodes beside them. An
+    // The log's new blocks in order, not a diff of two trees: each block is one put (one
+    // entry, or a record of many), so this reads each once, where a diff also reads the old tree's nodes beside them. An
     // older put of a path is folded in before its newer one, which replaces it.
     // (A checkout of the log's tree, not the live log: that would first ask the peers for
     // its length.)
@@ -96,7 +96,7 @@ export class MemberDrive {
       for await (const { type, key, value } of snapshot.createHistoryStream({ gte: Math.max(1, this.indexedVersion), lt: version })) {
         if (type !== 'put') continue
         const metadata = value?.metadata
-        if (key.startsWith(FILES_PREFIX) && isEntry(metadata)) this.onEntry(this.deviceId, key.slice(FILES_PREFIX.length), metadata)
+        if (key.startsWith(FILES_PREFIX + '/') && isEntry(metadata)) this.onEntry(this.deviceId, key.slice(FILES_PREFIX.length), metadata)
         else if (key.startsWith(GROUP_PREFIX) && Array.isArray(value?.entries)) this.onGroup(value.entries)
       }
     } finally {
@@ -108,7 +108,7 @@ export class MemberDrive {
 
   private onGroup(entries: unknown[]): void {
     for (const item of entries) {
-      if (Array.isArray(item) && typeof item[0] === 'string' && isEntry(item[1])) this.onEntry(this.deviceId, item[0], item[1])
+      if (Array.isArray(item) && typeof item[0] === 'string' && item[0].startsWith('/') && isEntry(item[1])) this.onEntry(this.deviceId, item[0], item[1])
     }
   }
 
