@@ -87,8 +87,9 @@ export class MemberDrive {
     const version = core.length
     if (version <= this.indexedVersion || this.closed) return
     // The log's new blocks in order, not a diff of two trees: each block is one put (one
-    // entry, or a record of many), so this reads each once, where a diff also reads the old tree's nodes beside them. An
-    // older put of a path is folded in before its newer one, which replaces it.
+    // entry, or a record of many), so this reads each once, where a diff also reads the
+    // old tree's nodes beside them. An older put of a path is folded in before its newer
+    // one, which replaces it.
     // (A checkout of the log's tree, not the live log: that would first ask the peers for
     // its length.)
     const snapshot = this.drive.db.checkout(version)
