@@ -10,10 +10,12 @@
 //    file became 1). ENOTSUP, not ENODATA: tsyncfs has no such namespaces, and `ls` then
 //    stops asking for the rest of the file system (coreutils caches "unsupported" per
 //    device), which saves two kernel round trips per file listed.
-//  - stat cache: the stats JavaScript gives with readdir answer getattr in C for up to a
-//    second, until JavaScript empties the cache (tsyncfs_stat_cache_clear, called whenever
-//    the folder may have changed): `ls -l` and `find` then cost one round trip to the event
-//    loop per directory, not one per file (about 0.1 ms each here).
+//  - stat cache: the stats JavaScript gives with readdir, and those it gives for getattr
+//    and create (tsyncfs_stat_cache_put), answer getattr in C for up to a second, until
+//    JavaScript forgets the path (tsyncfs_stat_cache_forget, whenever the path may have
+//    changed) or empties the cache (tsyncfs_stat_cache_clear, a rename): `ls -l` and `find`
+//    then cost one round trip to the event loop per directory, not one per file (about 0.1
+//    ms each here), and a new file's directory and the stat after its create none.
 //  - direct reads: a read of a file whose blocks all have a read copy (src/cache/read-copies.ts)
 //    is served here, on FUSE's threads: one pread of the copy and an AES-256-CTR pass, the
 //    same cipher the JavaScript side writes with (Node's own OpenSSL, whose symbols Node
@@ -104,11 +106,9 @@ static void tsyncfs_free_all (void) {
   tsyncfs_entries = 0;
 }
 
-/* Called on the JavaScript thread, like tsyncfs_stat_cache_clear: no clear runs in between. */
-static void tsyncfs_stat_put (const char *dir, const char *name, const struct stat *st) {
-  char path[PATH_MAX];
-  int n = snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
-  if (n < 0 || n >= (int) sizeof(path)) return;
+/* Called on the JavaScript thread, like tsyncfs_stat_cache_clear and _forget: none runs in between. */
+static void tsyncfs_stat_put_path (const char *path, const struct stat *st) {
+  size_t n = strlen(path);
   uint64_t h = tsyncfs_hash(path);
   uint64_t generation = atomic_load(&tsyncfs_generation);
   pthread_rwlock_wrlock(&tsyncfs_lock);
@@ -126,6 +126,12 @@ static void tsyncfs_stat_put (const char *dir, const char *name, const struct st
   }
   if (e) { e->st = *st; e->filled = tsyncfs_now(); }
   pthread_rwlock_unlock(&tsyncfs_lock);
+}
+
+static void tsyncfs_stat_put (const char *dir, const char *name, const struct stat *st) {
+  char path[PATH_MAX];
+  int n = snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
+  if (n >= 0 && n < (int) sizeof(path)) tsyncfs_stat_put_path(path, st);
 }
 
 static int tsyncfs_stat_get (const char *path, struct stat *st) {
@@ -146,9 +152,48 @@ NAPI_METHOD(tsyncfs_stat_cache_clear) {
   return NULL;
 }
 
+/* (path, stat as fuse-native's Uint32Array): a stat JavaScript just gave for the path. */
+NAPI_METHOD(tsyncfs_stat_cache_put) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_UTF8(path, PATH_MAX, 0)
+  NAPI_ARGV_BUFFER_CAST(uint32_t *, ints, 1)
+  if (path_len >= PATH_MAX - 1 || ints_len < 18 * sizeof(uint32_t)) return NULL; /* never a truncated path */
+  struct stat st;
+  memset(&st, 0, sizeof(st));
+  populate_stat(ints, &st);
+  tsyncfs_stat_put_path(path, &st);
+  return NULL;
+}
+
+/* (path): the path's stat may have changed. */
+NAPI_METHOD(tsyncfs_stat_cache_forget) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_UTF8(path, PATH_MAX, 0)
+  if (path_len >= PATH_MAX - 1) { atomic_fetch_add(&tsyncfs_generation, 1); return NULL; }
+  uint64_t h = tsyncfs_hash(path);
+  pthread_rwlock_wrlock(&tsyncfs_lock);
+  tsyncfs_stat_entry_t **ref = &tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)];
+  while (*ref && ((*ref)->hash != h || strcmp((*ref)->path, path) != 0)) ref = &(*ref)->next;
+  if (*ref) {
+    tsyncfs_stat_entry_t *e = *ref;
+    *ref = e->next;
+    free(e);
+    tsyncfs_entries--;
+  }
+  pthread_rwlock_unlock(&tsyncfs_lock);
+  return NULL;
+}
+
 static int tsyncfs_getattr (const char *path, struct stat *stat) {
   if (tsyncfs_stat_get(path, stat)) return 0;
   return fuse_native_getattr(path, stat);
+}
+
+/* fstat, and libfuse's stat of a file it just created: fuse-native answers both with getattr. */
+static int fuse_native_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info);
+static int tsyncfs_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info) {
+  if (tsyncfs_stat_get(path, stat)) return 0;
+  return fuse_native_fgetattr(path, stat, info);
 }
 
 FUSE_METHOD(fgetattr,`
@@ -446,10 +491,11 @@ const PATCHES = [
   ['      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);',
     '      tsyncfs_stat_put(l->path, name, &st);\n      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);'],
   ['if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', 'if (implemented[op_getattr]) ops.getattr = tsyncfs_getattr;'],
+  ['if (implemented[op_fgetattr]) ops.fgetattr = fuse_native_fgetattr;', 'if (implemented[op_fgetattr]) ops.fgetattr = tsyncfs_fgetattr;'],
   ['\nFUSE_METHOD(readdir,', DIRECT_READS],
   ['\nFUSE_METHOD(readdir,', MALLOC_TRIM], // the anchor that DIRECT_READS ends with
   ['if (implemented[op_read]) ops.read = fuse_native_read;', 'if (implemented[op_read]) ops.read = tsyncfs_read;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_put)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_forget)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
     ['reset', 'core', 'mark', 'open', 'close', 'drain'].map((name) => `  NAPI_EXPORT_FUNCTION(tsyncfs_copies_${name})\n`).join('')],
   ['#include <uv.h>\n', `${MARKER}\n#include <uv.h>\n`]
 ]

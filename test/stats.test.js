@@ -1,37 +1,49 @@
 'use strict'
 // A listing hands every entry's stat to the FUSE addon's stat cache (scripts/patch-fuse-native.js),
-// which answers getattr for up to a second: every change must empty it, or `stat` right after
-// `ls -l` would show what the file was. And `ls -l` asks no more attribute round trips than
+// and so does every getattr and create answered in JavaScript; the addon answers getattr from
+// it for up to a second: every change must forget the path, or `stat` right after `ls -l` or
+// an earlier `stat` would show what the file was. And `ls -l` asks no more attribute round trips than
 // it must: extended attributes other than user.* are not supported, said once per listing.
 const test = require('brittle')
 const { startTestnet, Device, newSecret, sh } = require('./helpers')
 
-test('stat right after a listing shows every change at once', { timeout: 120000 }, async (t) => {
+test('stat right after a listing or a stat shows every change at once', { timeout: 120000 }, async (t) => {
   const bootstrap = await startTestnet(t)
   const a = new Device(t, bootstrap, 'A')
   await a.mount(await newSecret())
   const d = JSON.stringify(a.p('d'))
   const f = JSON.stringify(a.p('d/f'))
   const g = JSON.stringify(a.p('d/g'))
-  const r = await sh(`mkdir ${d} && printf 12345 > ${f}`)
-  t.is(r.code, 0, `a file to change ${r.stderr}`)
+  t.is((await sh(`mkdir ${d}`)).code, 0, 'a directory')
 
-  // Each line: list (fills the cache), change, stat at once; all in one shell, well within a second.
+  // Each line: fill the cache (twice: the second time from it), change, stat at once; all
+  // in one shell, well within a second.
   const cases = [
     ['append', `printf abc >> ${f}`, `stat -c %s ${f}`, '8'],
     ['truncate', `truncate -s 2 ${f}`, `stat -c %s ${f}`, '2'],
     ['overwrite (O_TRUNC)', `printf xyz > ${f}`, `stat -c %s ${f}`, '3'],
+    ['writes through an open file', `exec 3>>${f} && printf ab >&3 && stat -c %s ${f} && printf cd >&3 && exec 3>&-`, `stat -c %s ${f}`, '5\n7'],
     ['chmod', `chmod 600 ${f}`, `stat -c %a ${f}`, '600'],
     ['touch -d', `touch -d @1000000000 ${f}`, `stat -c %Y ${f}`, '1000000000'],
-    ['rename', `mv ${f} ${g}`, `stat -c %s ${g}; stat ${f} 2>&1 | grep -c 'No such file'`, '3\n1'],
+    ['rename', `mv ${f} ${g}`, `stat -c %s ${g}; stat ${f} 2>&1 | grep -c 'No such file'`, '7\n1'],
     ['unlink', `rm ${g}`, `stat ${g} 2>&1 | grep -c 'No such file'`, '1'],
     ['mkdir', `mkdir ${f}`, `stat -c %F ${f}`, 'directory'],
     ['rmdir', `rmdir ${f}`, `stat ${f} 2>&1 | grep -c 'No such file'`, '1']
   ]
-  for (const [name, change, check, expected] of cases) {
-    const res = await sh(`ls -l ${d} > /dev/null && ls -l ${d} > /dev/null && ${change} && ${check}`)
-    t.is(res.stdout.trim(), expected, `${name}: stat after ls -l shows it (${res.stderr.trim()})`)
+  const fillers = [
+    ['ls -l', `ls -l ${d} > /dev/null; ls -l ${d} > /dev/null`],
+    ['stat', `stat ${d} ${f} ${g} > /dev/null 2>&1; stat ${d} ${f} ${g} > /dev/null 2>&1`]
+  ]
+  for (const [how, fill] of fillers) {
+    t.is((await sh(`printf 12345 > ${f}`)).code, 0, 'a file to change')
+    for (const [name, change, check, expected] of cases) {
+      const res = await sh(`${fill}; ${change} && ${check}`)
+      t.is(res.stdout.trim(), expected, `${name}: stat after ${how} shows it (${res.stderr.trim()})`)
+    }
   }
+  // A new file's stat comes from its create: the writes after it must show.
+  const fresh = await sh(`exec 3>${a.p('d/new')} && stat -c %s ${a.p('d/new')} && printf 1234 >&3 && stat -c %s ${a.p('d/new')} && exec 3>&-`)
+  t.is(fresh.stdout.trim(), '0\n4', `a new file's size after its create and after a write (${fresh.stderr.trim()})`)
 })
 
 test('ls -l learns once that only user.* extended attributes exist; user.tsyncfs.local still answers', { timeout: 120000 }, async (t) => {

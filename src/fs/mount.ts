@@ -10,6 +10,7 @@ import { Folder } from '../model/folder'
 import { UserError } from '../user-error'
 import { createOps } from './ops'
 import { DirectReadBinding, DirectReads } from './direct-reads'
+import { StatCache, StatCacheBinding } from './stat-cache'
 
 const run = promisify(execFile)
 
@@ -34,9 +35,7 @@ export function loadFuse(): typeof FuseType {
   }
 }
 
-interface PatchedBinding extends Partial<DirectReadBinding> {
-  /** Empties the stat cache that scripts/patch-fuse-native.js adds to the addon. */
-  tsyncfs_stat_cache_clear?: () => void
+interface PatchedBinding extends Partial<DirectReadBinding>, StatCacheBinding {
   /** glibc's malloc_trim(0): returns freed memory to the system. */
   tsyncfs_malloc_trim?: () => void
 }
@@ -147,13 +146,13 @@ export class FolderMount {
         return (base ? base + ',' : '-o') + extra.join(',')
       }
     }
-    // getattr answers from the addon's stat cache until anything in the folder changes.
+    // getattr answers from the addon's stat cache until its path changes.
     const binding = fuseBinding()
-    const clearStats = binding.tsyncfs_stat_cache_clear ?? (() => {})
-    this.folder.onChange(clearStats)
+    const stats = new StatCache(binding)
+    this.folder.onChange((paths) => { for (const p of paths) stats.changed(p) })
     const mirror = DirectReads.available(binding) ? new DirectReads(binding) : null
     const direct = mirror && this.folder.mirrorCopies(mirror) ? mirror : null
-    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log, changed: clearStats, direct })
+    const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log, stats, direct })
     const fuse = new TsyncFuse(this.opts.mountpoint, ops, {
       // Our own reads are bounded by --read-timeout; a commit of a large file may take long.
       timeout: false,

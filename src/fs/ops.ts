@@ -5,6 +5,7 @@ import { promises as fs } from 'fs'
 import { Folder, Stat, opensForWrite } from '../model/folder'
 import { FsError } from '../model/errors'
 import { DirectReads } from './direct-reads'
+import { FuseStat, StatCache } from './stat-cache'
 
 type Callback = (...args: never[]) => void
 type Reply = (...args: unknown[]) => void
@@ -15,8 +16,8 @@ export interface OpsOptions {
   umask: number
   dataDir: string // statfs reports the disk that holds the cache
   log: (message: string) => void
-  /** Called after every operation that may change what getattr returns. */
-  changed: () => void
+  /** The addon's stat cache: told each stat given, and each path an operation may change. */
+  stats: StatCache
   /** Reads the addon answers itself from the read copies, when the addon can. */
   direct: DirectReads | null
 }
@@ -43,7 +44,7 @@ function errnoMapper(log: (m: string) => void): (err: unknown) => number {
 }
 
 export function createOps(folder: Folder, opts: OpsOptions): Record<string, Callback> {
-  const toStat = (s: Stat) => {
+  const toStat = (s: Stat): FuseStat => {
     const date = new Date(s.mtime)
     return {
       mode: s.mode & ~opts.umask, size: s.size, uid: opts.uid, gid: opts.gid,
@@ -61,12 +62,21 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
       (err) => done(errno(err))
     )
   }
-  /** `call` for an operation that changes the folder: stats given out before are stale. */
-  const change = <T>(cb: Callback, fn: () => T | Promise<T>, reply: (cb: Reply, value: T) => void) =>
-    call(((...args: unknown[]) => { opts.changed(); (cb as unknown as Reply)(...args) }) as Callback, fn, reply)
+  /** `call` for an operation that may change `path` (null: paths anywhere): the stat the
+   *  addon holds for it is forgotten before the reply. */
+  const change = (path: string | null) => <T>(cb: Callback, fn: () => T | Promise<T>, reply: (cb: Reply, value: T) => void) =>
+    call(cb, async () => {
+      try {
+        return await fn()
+      } finally {
+        opts.stats.changed(path)
+      }
+    }, reply)
   /** `change` for a handle that may change its file, `call` for one that only reads: a
    *  reader's open and close keep the stats the addon holds. */
-  const throughHandle = (fd: number) => (folder.changesThrough(fd) ? change : call)
+  const throughHandle = (fd: number, path: string) => (folder.changesThrough(fd) ? change(path) : call)
+  /** The stat of `path`, also kept by the addon for the getattr calls that follow. */
+  const statOf = (path: string) => opts.stats.put(path, toStat(folder.stat(path)))
   const ok = (cb: Reply) => cb(0)
   const withValue = <T>(cb: Reply, value: T) => cb(0, value)
   const count = (cb: Reply, n: number) => cb(n)
@@ -74,8 +84,8 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
   return {
     init: (cb: Callback) => (cb as unknown as Reply)(0),
     access: (path: string, _mode: number, cb: Callback) => call(cb, () => folder.stat(path), ok),
-    getattr: (path: string, cb: Callback) => call(cb, () => toStat(folder.stat(path)), withValue),
-    fgetattr: (path: string, _fd: number, cb: Callback) => call(cb, () => toStat(folder.stat(path)), withValue),
+    getattr: (path: string, cb: Callback) => call(cb, () => statOf(path), withValue),
+    fgetattr: (path: string, _fd: number, cb: Callback) => call(cb, () => statOf(path), withValue),
     // With their stats, which fuse-native's patched addon keeps for the getattr calls that
     // follow (ls -l, find): one round trip for a directory, not one per entry.
     readdir: (path: string, cb: Callback) => call(cb, () => {
@@ -85,31 +95,38 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     }, (done, { names, stats }) => done(0, names, stats)),
     readlink: (path: string, cb: Callback) => call(cb, () => folder.readlink(path), withValue),
     statfs: (_path: string, cb: Callback) => call(cb, () => statfs(folder, opts.dataDir), withValue),
-    open: (path: string, flags: number, cb: Callback) => (opensForWrite(flags) ? change : call)(cb, async () => {
+    open: (path: string, flags: number, cb: Callback) => (opensForWrite(flags) ? change(path) : call)(cb, async () => {
       const fd = await folder.openFile(path, flags)
       opts.direct?.open(fd, folder.copyRange(fd))
       return fd
     }, withValue),
-    create: (path: string, mode: number, cb: Callback) => change(cb, () => folder.create(path, mode), withValue),
+    // libfuse asks for the new file's stat right after: kept after the change's forget, the
+    // addon answers it.
+    create: (path: string, mode: number, cb: Callback) => change(path)(cb, () => folder.create(path, mode), (done, fd) => {
+      try {
+        statOf(path)
+      } catch {} // then JavaScript answers that getattr
+      done(0, fd)
+    }),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
       call(cb, () => folder.read(fd, pos, buf.subarray(0, len)), count),
     // libfuse owns `buf`: copy it before the callback returns it.
-    write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
-      change(cb, () => folder.write(fd, Buffer.from(buf.subarray(0, len)), pos), count),
-    flush: (_path: string, fd: number, cb: Callback) => throughHandle(fd)(cb, () => folder.flush(fd), ok),
-    fsync: (_path: string, _datasync: number, fd: number, cb: Callback) => change(cb, () => folder.fsync(fd), ok),
+    write: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
+      change(path)(cb, () => folder.write(fd, Buffer.from(buf.subarray(0, len)), pos), count),
+    flush: (path: string, fd: number, cb: Callback) => throughHandle(fd, path)(cb, () => folder.flush(fd), ok),
+    fsync: (path: string, _datasync: number, fd: number, cb: Callback) => change(path)(cb, () => folder.fsync(fd), ok),
     fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Callback) => (cb as unknown as Reply)(0),
-    release: (_path: string, fd: number, cb: Callback) => throughHandle(fd)(cb, () => {
+    release: (path: string, fd: number, cb: Callback) => throughHandle(fd, path)(cb, () => {
       opts.direct?.release(fd)
       return folder.release(fd)
     }, ok),
-    truncate: (path: string, size: number, cb: Callback) => change(cb, () => folder.truncate(path, size), ok),
-    ftruncate: (path: string, _fd: number, size: number, cb: Callback) => change(cb, () => folder.truncate(path, size), ok),
-    unlink: (path: string, cb: Callback) => change(cb, () => folder.unlink(path), ok),
-    mkdir: (path: string, mode: number, cb: Callback) => change(cb, () => folder.mkdir(path, mode), ok),
-    rmdir: (path: string, cb: Callback) => change(cb, () => folder.rmdir(path), ok),
-    rename: (src: string, dst: string, cb: Callback) => change(cb, () => folder.rename(src, dst), ok),
-    symlink: (target: string, path: string, cb: Callback) => change(cb, () => folder.symlink(target, path), ok),
+    truncate: (path: string, size: number, cb: Callback) => change(path)(cb, () => folder.truncate(path, size), ok),
+    ftruncate: (path: string, _fd: number, size: number, cb: Callback) => change(path)(cb, () => folder.truncate(path, size), ok),
+    unlink: (path: string, cb: Callback) => change(path)(cb, () => folder.unlink(path), ok),
+    mkdir: (path: string, mode: number, cb: Callback) => change(path)(cb, () => folder.mkdir(path, mode), ok),
+    rmdir: (path: string, cb: Callback) => change(path)(cb, () => folder.rmdir(path), ok),
+    rename: (src: string, dst: string, cb: Callback) => change(null)(cb, () => folder.rename(src, dst), ok),
+    symlink: (target: string, path: string, cb: Callback) => change(path)(cb, () => folder.symlink(target, path), ok),
     link: (_src: string, _dst: string, cb: Callback) => (cb as unknown as Reply)(ERRNO.EPERM),
     // user.tsyncfs.local: how much of a file is on this disk, e.g. "1048576/4194304 bytes (25.0%)"
     getxattr: (path: string, name: string, _position: number, cb: Callback) => call(cb, async () => {
@@ -119,10 +136,10 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     listxattr: (path: string, cb: Callback) => call(cb, () => folder.stat(path).type === 'file' ? [LOCAL_XATTR] : [], withValue),
     setxattr: (_path: string, _name: string, _value: Buffer, _position: number, _flags: number, cb: Callback) => (cb as unknown as Reply)(ERRNO.ENOTSUP),
     removexattr: (_path: string, _name: string, cb: Callback) => (cb as unknown as Reply)(ERRNO.ENOTSUP),
-    chmod: (path: string, mode: number, cb: Callback) => change(cb, () => folder.chmod(path, mode), ok),
+    chmod: (path: string, mode: number, cb: Callback) => change(path)(cb, () => folder.chmod(path, mode), ok),
     // Ownership is per device (the mount's uid/gid), so chown succeeds without effect.
     chown: (path: string, _uid: number, _gid: number, cb: Callback) => call(cb, () => folder.stat(path), ok),
-    utimens: (path: string, _atime: number, mtime: number, cb: Callback) => change(cb, () => folder.utimens(path, mtime), ok)
+    utimens: (path: string, _atime: number, mtime: number, cb: Callback) => change(path)(cb, () => folder.utimens(path, mtime), ok)
   }
 }
 

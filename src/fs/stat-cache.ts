@@ -1,0 +1,54 @@
+// The patched addon's stat cache (scripts/patch-fuse-native.js): getattr is answered in C,
+// on FUSE's threads, from the stats JavaScript gave, until JavaScript says that the path
+// may have changed. Every put and forget runs on the JavaScript thread, so a stat computed
+// before a change can never be kept after it.
+
+/** What FUSE is told about a path (the object fuse-native's getattr takes). */
+export interface FuseStat {
+  mode: number; uid: number; gid: number; size: number; nlink: number
+  mtime: Date; atime: Date; ctime: Date; blksize: number; blocks: number
+}
+
+export interface StatCacheBinding {
+  tsyncfs_stat_cache_clear?: () => void
+  tsyncfs_stat_cache_put?: (path: string, stat: Uint32Array) => void
+  tsyncfs_stat_cache_forget?: (path: string) => void
+}
+
+export class StatCache {
+  constructor(private readonly binding: StatCacheBinding) {}
+
+  /** Keeps `stat` as `path`'s until the path changes (at most a second); returns it. */
+  put<T extends FuseStat>(path: string, stat: T): T {
+    this.binding.tsyncfs_stat_cache_put?.(path, statArray(stat))
+    return stat
+  }
+
+  /** `path`'s stat may have changed; null: any path's may have (a rename moves a tree). */
+  changed(path: string | null): void {
+    const { tsyncfs_stat_cache_forget: forget, tsyncfs_stat_cache_clear: clear } = this.binding
+    if (path !== null && forget) forget(path)
+    else clear?.()
+  }
+}
+
+/** fuse-native's layout of a stat (its getStatArray), which the addon's populate_stat reads:
+ *  64-bit numbers as two 32-bit halves, low first; times in milliseconds. */
+function statArray(stat: FuseStat): Uint32Array {
+  const ints = new Uint32Array(18)
+  const put64 = (i: number, n: number): void => {
+    ints[i] = n % 4294967296
+    ints[i + 1] = Math.floor(n / 4294967296)
+  }
+  ints[0] = stat.mode
+  ints[1] = stat.uid
+  ints[2] = stat.gid
+  put64(3, stat.size)
+  ints[6] = stat.nlink
+  ints[9] = stat.blksize
+  put64(10, stat.blocks)
+  put64(12, stat.atime.getTime())
+  put64(14, stat.mtime.getTime())
+  put64(16, stat.ctime.getTime())
+  return ints
+}
