@@ -91,10 +91,15 @@ static uint64_t tsyncfs_hash (const char *s) {
   return h;
 }
 
+/* Where the path's entry is linked (or would be): its slot's head or a predecessor's next. */
+static tsyncfs_stat_entry_t **tsyncfs_find_ref (const char *path, uint64_t h) {
+  tsyncfs_stat_entry_t **ref = &tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)];
+  while (*ref && ((*ref)->hash != h || strcmp((*ref)->path, path) != 0)) ref = &(*ref)->next;
+  return ref;
+}
+
 static tsyncfs_stat_entry_t *tsyncfs_find (const char *path, uint64_t h) {
-  tsyncfs_stat_entry_t *e = tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)];
-  while (e && (e->hash != h || strcmp(e->path, path) != 0)) e = e->next;
-  return e;
+  return *tsyncfs_find_ref(path, h);
 }
 
 static void tsyncfs_free_all (void) {
@@ -172,8 +177,7 @@ NAPI_METHOD(tsyncfs_stat_cache_forget) {
   if (path_len >= PATH_MAX - 1) { atomic_fetch_add(&tsyncfs_generation, 1); return NULL; }
   uint64_t h = tsyncfs_hash(path);
   pthread_rwlock_wrlock(&tsyncfs_lock);
-  tsyncfs_stat_entry_t **ref = &tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)];
-  while (*ref && ((*ref)->hash != h || strcmp((*ref)->path, path) != 0)) ref = &(*ref)->next;
+  tsyncfs_stat_entry_t **ref = tsyncfs_find_ref(path, h);
   if (*ref) {
     tsyncfs_stat_entry_t *e = *ref;
     *ref = e->next;

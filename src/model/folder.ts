@@ -11,7 +11,7 @@ import { Certificate, certify, isValidCertificate, loadMembers, saveMembers } fr
 import { ContentStore, BLOCK_SIZE } from './content'
 import { ContentRef, Entry, EntryType, typeBits } from './entry'
 import { fail, FsError } from './errors'
-import { MemberDrive, groupRecordKey, GROUP_RECORD_ENTRIES } from './member-drive'
+import { MemberDrive, groupRecords } from './member-drive'
 import { MergedIndex, parentOf } from './merged-index'
 import { Mutex } from './mutex'
 import { StagedFile, StagingArea } from './staging'
@@ -668,7 +668,7 @@ export class Folder extends EventEmitter {
   }
 
   /** One change is one hyperdrive entry. Several (a group commit, a rename) are grouped
-   *  into records of up to GROUP_RECORD_ENTRIES entries, appended together: a log block
+   *  into records of up to 256 entries, appended together: a log block
    *  per file had cost both devices a hyperbee put, a replication round trip and a
    *  verification each (docs/design.md, "Group commits are one log block"). */
   private async persist(puts: Array<[string, Entry]>): Promise<void> {
@@ -677,10 +677,7 @@ export class Folder extends EventEmitter {
       await own.drive.putEntry(puts[0][0], { metadata: puts[0][1] })
     } else {
       const batch = own.drive.batch()
-      const id = own.drive.core.length
-      for (let i = 0; i * GROUP_RECORD_ENTRIES < puts.length; i++) {
-        await batch.db.put(groupRecordKey(id, i), { entries: puts.slice(i * GROUP_RECORD_ENTRIES, (i + 1) * GROUP_RECORD_ENTRIES) })
-      }
+      for (const [key, record] of groupRecords(own.drive.core.length, puts)) await batch.db.put(key, record)
       await batch.flush()
     }
     for (const [p, entry] of puts) this.index.put(own.deviceId, p, entry)

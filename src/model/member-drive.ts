@@ -17,10 +17,17 @@ const FILES_PREFIX = 'files\u0000'
  *  (outside hyperdrive's files): this device's log length when they were written, and
  *  the record's number among them. */
 const GROUP_PREFIX = 'tsyncfs-group\u0000'
-export const GROUP_RECORD_ENTRIES = 256
+const GROUP_RECORD_ENTRIES = 256
 
-export function groupRecordKey(logLength: number, index: number): string {
-  return `${GROUP_PREFIX}${String(logLength).padStart(12, '0')}.${index}`
+/** The records (key and value) that hold `entries`, written together at `logLength`: up
+ *  to GROUP_RECORD_ENTRIES `[path, entry]` pairs each. */
+export function groupRecords(logLength: number, entries: Array<[string, Entry]>): Array<[string, { entries: Array<[string, Entry]> }]> {
+  const records: Array<[string, { entries: Array<[string, Entry]> }]> = []
+  for (let i = 0; i * GROUP_RECORD_ENTRIES < entries.length; i++) {
+    const key = `${GROUP_PREFIX}${String(logLength).padStart(12, '0')}.${i}`
+    records.push([key, { entries: entries.slice(i * GROUP_RECORD_ENTRIES, (i + 1) * GROUP_RECORD_ENTRIES) }])
+  }
+  return records
 }
 
 type EntryListener = (device: string, path: string, entry: Entry) => void
@@ -96,9 +103,10 @@ export class MemberDrive {
     try {
       for await (const { type, key, value } of snapshot.createHistoryStream({ gte: Math.max(1, this.indexedVersion), lt: version })) {
         if (type !== 'put') continue
-        const metadata = value?.metadata
-        if (key.startsWith(FILES_PREFIX + '/') && isEntry(metadata)) this.onEntry(this.deviceId, key.slice(FILES_PREFIX.length), metadata)
-        else if (key.startsWith(GROUP_PREFIX) && Array.isArray(value?.entries)) this.onGroup(value.entries)
+        if (key.startsWith(FILES_PREFIX)) this.take(key.slice(FILES_PREFIX.length), value?.metadata)
+        else if (key.startsWith(GROUP_PREFIX) && Array.isArray(value?.entries)) {
+          for (const item of value.entries) if (Array.isArray(item)) this.take(item[0], item[1])
+        }
       }
     } finally {
       await snapshot.close()
@@ -107,10 +115,9 @@ export class MemberDrive {
     this.onSynced()
   }
 
-  private onGroup(entries: unknown[]): void {
-    for (const item of entries) {
-      if (Array.isArray(item) && typeof item[0] === 'string' && item[0].startsWith('/') && isEntry(item[1])) this.onEntry(this.deviceId, item[0], item[1])
-    }
+  /** A peer's log is not trusted to be well formed: only absolute paths with entries count. */
+  private take(path: unknown, entry: unknown): void {
+    if (typeof path === 'string' && path.startsWith('/') && isEntry(entry)) this.onEntry(this.deviceId, path, entry)
   }
 
   async close(): Promise<void> {
