@@ -41,7 +41,7 @@ const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
 const built = path.join(dir, 'build', 'Release', 'fuse.node')
 // Marks the patched source (src/fs/mount.ts tells a patched addon by tsyncfs_stat_cache_clear).
-const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, reused thread locals, malloc_trim */'
+const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, reused thread locals, malloc_trim, worker pool */'
 
 const USER_XATTRS_ONLY = `
 #ifndef __APPLE__
@@ -473,6 +473,150 @@ static void tsyncfs_release_thread_locals (void *data) {
 
 static fuse_thread_locals_t* get_thread_locals () {`
 
+const WORKER_POOL = `
+/* libfuse 2.9's loop (fuse_loop_mt) starts a worker thread when none is idle and ends one
+   once more than ten are: with 16 writers it started and ended thousands of threads (over
+   2,000 for 20,000 small files). This loop is the same, except that up to
+   TSYNCFS_MAX_IDLE workers stay idle. */
+#include <signal.h>
+#include <errno.h>
+#include <fuse_kernel.h>
+#define TSYNCFS_MAX_IDLE 64
+
+typedef struct tsyncfs_worker {
+  pthread_t thread;
+  struct tsyncfs_worker *next;
+} tsyncfs_worker_t;
+
+typedef struct {
+  struct fuse_session *se;
+  struct fuse_chan *ch;
+  uv_mutex_t lock; /* guards the fields below */
+  int idle;
+  int exiting;
+  int error;
+  tsyncfs_worker_t *workers; /* running or ended, not yet joined */
+  uv_sem_t finished; /* posted by each worker that leaves */
+} tsyncfs_loop_t;
+
+static void* tsyncfs_work (void *data);
+
+/* With the lock held. Signals stay with the process's main thread. */
+static int tsyncfs_start_worker (tsyncfs_loop_t *loop) {
+  tsyncfs_worker_t *w = calloc(1, sizeof(tsyncfs_worker_t));
+  if (w == NULL) return -1;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int err = pthread_create(&(w->thread), NULL, tsyncfs_work, loop);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err != 0) {
+    free(w);
+    return -1;
+  }
+  w->next = loop->workers;
+  loop->workers = w;
+  loop->idle++;
+  return 0;
+}
+
+/* With the lock held: an idle worker beyond TSYNCFS_MAX_IDLE leaves (detached, unlisted). */
+static int tsyncfs_leave_if_spare (tsyncfs_loop_t *loop) {
+  if (loop->exiting || loop->idle <= TSYNCFS_MAX_IDLE) return 0;
+  pthread_t self = pthread_self();
+  for (tsyncfs_worker_t **p = &(loop->workers); *p != NULL; p = &((*p)->next)) {
+    if (!pthread_equal((*p)->thread, self)) continue;
+    tsyncfs_worker_t *w = *p;
+    *p = w->next;
+    free(w);
+    loop->idle--;
+    pthread_detach(self);
+    return 1;
+  }
+  return 0;
+}
+
+static int tsyncfs_is_forget (const struct fuse_buf *buf) {
+  if (buf->flags & FUSE_BUF_IS_FD) return 0;
+  uint32_t opcode = ((const struct fuse_in_header *) buf->mem)->opcode;
+  return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET;
+}
+
+static void* tsyncfs_work (void *data) {
+  tsyncfs_loop_t *loop = (tsyncfs_loop_t *) data;
+  size_t size = fuse_chan_bufsize(loop->ch);
+  char *mem = malloc(size);
+  int detached = 0;
+  while (mem != NULL && !fuse_session_exited(loop->se)) {
+    struct fuse_chan *ch = loop->ch;
+    struct fuse_buf buf = { .mem = mem, .size = size };
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    int res = fuse_session_receive_buf(loop->se, &buf, &ch);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    if (res == -EINTR) continue;
+    if (res <= 0) {
+      if (res < 0) {
+        fuse_session_exit(loop->se);
+        loop->error = -1;
+      }
+      break;
+    }
+    /* Forgets need no reply: they do not count as work, so a burst of them starts no thread. */
+    int forget = tsyncfs_is_forget(&buf);
+    uv_mutex_lock(&(loop->lock));
+    if (loop->exiting) {
+      uv_mutex_unlock(&(loop->lock));
+      break;
+    }
+    if (!forget && --loop->idle == 0) tsyncfs_start_worker(loop);
+    uv_mutex_unlock(&(loop->lock));
+
+    fuse_session_process_buf(loop->se, &buf, ch);
+
+    if (forget) continue;
+    uv_mutex_lock(&(loop->lock));
+    loop->idle++;
+    detached = tsyncfs_leave_if_spare(loop);
+    uv_mutex_unlock(&(loop->lock));
+    if (detached) break;
+  }
+  free(mem);
+  if (!detached) uv_sem_post(&(loop->finished));
+  return NULL;
+}
+
+static int tsyncfs_loop_mt (struct fuse *fuse) {
+  tsyncfs_loop_t loop = { .se = fuse_get_session(fuse) };
+  loop.ch = fuse_session_next_chan(loop.se, NULL);
+  if (fuse_start_cleanup_thread(fuse) != 0) return -1;
+  uv_mutex_init(&(loop.lock));
+  uv_sem_init(&(loop.finished), 0);
+
+  uv_mutex_lock(&(loop.lock));
+  int err = tsyncfs_start_worker(&loop);
+  uv_mutex_unlock(&(loop.lock));
+  if (err == 0) {
+    while (!fuse_session_exited(loop.se)) uv_sem_wait(&(loop.finished));
+    uv_mutex_lock(&(loop.lock));
+    loop.exiting = 1;
+    for (tsyncfs_worker_t *w = loop.workers; w != NULL; w = w->next) pthread_cancel(w->thread);
+    uv_mutex_unlock(&(loop.lock));
+    while (loop.workers != NULL) {
+      tsyncfs_worker_t *w = loop.workers;
+      loop.workers = w->next;
+      pthread_join(w->thread, NULL);
+      free(w);
+    }
+  }
+  uv_sem_destroy(&(loop.finished));
+  uv_mutex_destroy(&(loop.lock));
+  fuse_stop_cleanup_thread(fuse);
+  fuse_session_reset(loop.se);
+  return err == 0 ? loop.error : -1;
+}
+
+static void* start_fuse_thread (void *data) {`
+
 const PATCHES = [
   ['  uv_async_t async;\n  uv_mutex_t mut;\n  uv_sem_t sem;\n} fuse_thread_t;', '  uv_async_t async;\n  uv_mutex_t mut;\n  uv_sem_t sem;\n  void *idle_locals; // ended threads\' locals, for new threads\n} fuse_thread_t;'],
   ['  uv_async_t async;\n\n} fuse_thread_locals_t;', '  uv_async_t async;\n  void *next_idle;\n} fuse_thread_locals_t;'],
@@ -501,6 +645,8 @@ const PATCHES = [
   ['if (implemented[op_read]) ops.read = fuse_native_read;', 'if (implemented[op_read]) ops.read = tsyncfs_read;'],
   ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_put)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_forget)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
     ['reset', 'core', 'mark', 'open', 'close', 'drain'].map((name) => `  NAPI_EXPORT_FUNCTION(tsyncfs_copies_${name})\n`).join('')],
+  ['\nstatic void* start_fuse_thread (void *data) {', WORKER_POOL],
+  ['  fuse_loop_mt(ft->fuse);', '  tsyncfs_loop_mt(ft->fuse);'],
   ['#include <uv.h>\n', `${MARKER}\n#include <uv.h>\n`]
 ]
 
