@@ -102,7 +102,7 @@ static tsyncfs_stat_entry_t *tsyncfs_find (const char *path, uint64_t h) {
   return *tsyncfs_find_ref(path, h);
 }
 
-static void tsyncfs_free_all (void) {
+static void tsyncfs_free_stats (void) {
   for (size_t i = 0; i < TSYNCFS_SLOTS; i++) {
     tsyncfs_stat_entry_t *e = tsyncfs_slots[i];
     while (e) { tsyncfs_stat_entry_t *next = e->next; free(e); e = next; }
@@ -111,16 +111,117 @@ static void tsyncfs_free_all (void) {
   tsyncfs_entries = 0;
 }
 
+/* Listings: the directories whose every child JavaScript has named (a hash of each child's
+   path), so that a lookup of any other name in them is answered ENOENT here. A new file's
+   name is looked up before its create, and that lookup was one of the five round trips to
+   JavaScript a new file cost. JavaScript keeps a listing true: each path whose existence
+   may have changed is reported (tsyncfs_stat_cache_forget), which adds it to its parent's
+   listing, or drops that listing when the path is gone. A hash shared by two names can
+   only send a lookup to JavaScript, never answer one wrongly. */
+#define TSYNCFS_LISTING_SLOTS 4096
+#define TSYNCFS_MAX_LISTINGS 65536
+#define TSYNCFS_MAX_LISTED (1 << 19) /* child hashes in all listings: more, and they start over */
+
+typedef struct tsyncfs_listing {
+  struct tsyncfs_listing *next;
+  uint64_t hash;
+  size_t count;
+  size_t capacity; /* a power of two; a 0 in children is a free slot */
+  uint64_t *children;
+  char path[];
+} tsyncfs_listing_t;
+
+static tsyncfs_listing_t *tsyncfs_listing_slots[TSYNCFS_LISTING_SLOTS];
+static size_t tsyncfs_listings = 0;
+static size_t tsyncfs_listed = 0;
+
+static uint64_t tsyncfs_child_hash (const char *path) {
+  uint64_t h = tsyncfs_hash(path);
+  return h == 0 ? 1 : h;
+}
+
+static tsyncfs_listing_t **tsyncfs_listing_ref (const char *dir, uint64_t h) {
+  tsyncfs_listing_t **ref = &tsyncfs_listing_slots[h & (TSYNCFS_LISTING_SLOTS - 1)];
+  while (*ref && ((*ref)->hash != h || strcmp((*ref)->path, dir) != 0)) ref = &(*ref)->next;
+  return ref;
+}
+
+static void tsyncfs_listing_free (tsyncfs_listing_t **ref) {
+  tsyncfs_listing_t *l = *ref;
+  *ref = l->next;
+  tsyncfs_listed -= l->count;
+  tsyncfs_listings--;
+  free(l->children);
+  free(l);
+}
+
+static void tsyncfs_free_listings (void) {
+  for (size_t i = 0; i < TSYNCFS_LISTING_SLOTS; i++) {
+    while (tsyncfs_listing_slots[i]) tsyncfs_listing_free(&tsyncfs_listing_slots[i]);
+  }
+}
+
+static int tsyncfs_listing_has (const tsyncfs_listing_t *l, uint64_t child) {
+  for (size_t i = child & (l->capacity - 1); l->children[i] != 0; i = (i + 1) & (l->capacity - 1)) {
+    if (l->children[i] == child) return 1;
+  }
+  return 0;
+}
+
+static void tsyncfs_listing_insert (uint64_t *children, size_t capacity, uint64_t child) {
+  size_t i = child & (capacity - 1);
+  while (children[i] != 0 && children[i] != child) i = (i + 1) & (capacity - 1);
+  children[i] = child;
+}
+
+/* Adds a child; 0 if there was no room (the caller drops the listing). */
+static int tsyncfs_listing_add (tsyncfs_listing_t *l, uint64_t child) {
+  if (tsyncfs_listing_has(l, child)) return 1;
+  if (tsyncfs_listed >= TSYNCFS_MAX_LISTED) return 0;
+  if (2 * (l->count + 1) > l->capacity) {
+    size_t capacity = 2 * l->capacity;
+    uint64_t *children = calloc(capacity, sizeof(uint64_t));
+    if (children == NULL) return 0;
+    for (size_t i = 0; i < l->capacity; i++) {
+      if (l->children[i] != 0) tsyncfs_listing_insert(children, capacity, l->children[i]);
+    }
+    free(l->children);
+    l->children = children;
+    l->capacity = capacity;
+  }
+  tsyncfs_listing_insert(l->children, l->capacity, child);
+  l->count++;
+  tsyncfs_listed++;
+  return 1;
+}
+
+/* With the write lock: empties the table and the listings if JavaScript cleared them. */
+static void tsyncfs_sync_generation (void) {
+  uint64_t generation = atomic_load(&tsyncfs_generation);
+  if (tsyncfs_table_generation == generation) return;
+  tsyncfs_free_stats();
+  tsyncfs_free_listings();
+  tsyncfs_table_generation = generation;
+}
+
+/* The parent of an absolute path other than "/", into buf. */
+static int tsyncfs_parent (const char *path, char *buf, size_t size) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL || slash[1] == 0 || strcmp(path, "/") == 0) return 0;
+  size_t n = slash == path ? 1 : (size_t) (slash - path);
+  if (n >= size) return 0;
+  memcpy(buf, path, n);
+  buf[n] = 0;
+  return 1;
+}
+
 /* Called on the JavaScript thread, like tsyncfs_stat_cache_clear and _forget: none runs in between. */
 static void tsyncfs_stat_put_path (const char *path, const struct stat *st) {
   size_t n = strlen(path);
   uint64_t h = tsyncfs_hash(path);
-  uint64_t generation = atomic_load(&tsyncfs_generation);
   pthread_rwlock_wrlock(&tsyncfs_lock);
-  if (tsyncfs_table_generation != generation || tsyncfs_entries >= TSYNCFS_MAX_ENTRIES) {
-    tsyncfs_free_all();
-    tsyncfs_table_generation = generation;
-  }
+  tsyncfs_sync_generation();
+  if (tsyncfs_entries >= TSYNCFS_MAX_ENTRIES) tsyncfs_free_stats();
   tsyncfs_stat_entry_t *e = tsyncfs_find(path, h);
   if (!e && (e = malloc(sizeof(*e) + n + 1)) != NULL) {
     memcpy(e->path, path, n + 1);
@@ -139,14 +240,22 @@ static void tsyncfs_stat_put (const char *dir, const char *name, const struct st
   if (n >= 0 && n < (int) sizeof(path)) tsyncfs_stat_put_path(path, st);
 }
 
-static int tsyncfs_stat_get (const char *path, struct stat *st) {
+/* 1: the path's stat, into st; -ENOENT: its parent's listing has no such name; 0: ask JavaScript. */
+static int tsyncfs_stat_get (const char *path, struct stat *st, int listings) {
   int found = 0;
   uint64_t h = tsyncfs_hash(path);
   uint64_t generation = atomic_load(&tsyncfs_generation);
   pthread_rwlock_rdlock(&tsyncfs_lock);
   if (tsyncfs_table_generation == generation) {
     tsyncfs_stat_entry_t *e = tsyncfs_find(path, h);
-    if (e && tsyncfs_now() - e->filled < TSYNCFS_TTL_NS) { *st = e->st; found = 1; }
+    char dir[PATH_MAX];
+    if (e && tsyncfs_now() - e->filled < TSYNCFS_TTL_NS) {
+      *st = e->st;
+      found = 1;
+    } else if (listings && tsyncfs_parent(path, dir, sizeof(dir))) {
+      tsyncfs_listing_t *l = *tsyncfs_listing_ref(dir, tsyncfs_hash(dir));
+      if (l && !tsyncfs_listing_has(l, tsyncfs_child_hash(path))) found = -ENOENT;
+    }
   }
   pthread_rwlock_unlock(&tsyncfs_lock);
   return found;
@@ -170,13 +279,16 @@ NAPI_METHOD(tsyncfs_stat_cache_put) {
   return NULL;
 }
 
-/* (path): the path's stat may have changed. */
+/* (path, exists): the path's stat may have changed, and it exists now or not. */
 NAPI_METHOD(tsyncfs_stat_cache_forget) {
-  NAPI_ARGV(1)
+  NAPI_ARGV(2)
   NAPI_ARGV_UTF8(path, PATH_MAX, 0)
+  bool exists = false;
+  napi_get_value_bool(env, argv[1], &exists);
   if (path_len >= PATH_MAX - 1) { atomic_fetch_add(&tsyncfs_generation, 1); return NULL; }
   uint64_t h = tsyncfs_hash(path);
   pthread_rwlock_wrlock(&tsyncfs_lock);
+  tsyncfs_sync_generation();
   tsyncfs_stat_entry_t **ref = tsyncfs_find_ref(path, h);
   if (*ref) {
     tsyncfs_stat_entry_t *e = *ref;
@@ -184,19 +296,65 @@ NAPI_METHOD(tsyncfs_stat_cache_forget) {
     free(e);
     tsyncfs_entries--;
   }
+  tsyncfs_listing_t **own = tsyncfs_listing_ref(path, h);
+  if (*own) tsyncfs_listing_free(own);
+  char dir[PATH_MAX];
+  if (tsyncfs_parent(path, dir, sizeof(dir))) {
+    tsyncfs_listing_t **parent = tsyncfs_listing_ref(dir, tsyncfs_hash(dir));
+    if (*parent && !(exists && tsyncfs_listing_add(*parent, tsyncfs_child_hash(path)))) tsyncfs_listing_free(parent);
+  }
   pthread_rwlock_unlock(&tsyncfs_lock);
   return NULL;
 }
 
+/* (dir, names joined by "/"): every child the directory has now. */
+NAPI_METHOD(tsyncfs_stat_cache_listing) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_UTF8(dir, PATH_MAX, 0)
+  NAPI_ARGV_UTF8_MALLOC(names, 1)
+  if (dir_len >= PATH_MAX - 1 || dir[0] != '/') { free(names); return NULL; }
+  uint64_t h = tsyncfs_hash(dir);
+  pthread_rwlock_wrlock(&tsyncfs_lock);
+  tsyncfs_sync_generation();
+  tsyncfs_listing_t **ref = tsyncfs_listing_ref(dir, h);
+  if (*ref) tsyncfs_listing_free(ref);
+  if (tsyncfs_listings >= TSYNCFS_MAX_LISTINGS) tsyncfs_free_listings();
+  tsyncfs_listing_t *l = calloc(1, sizeof(*l) + dir_len + 1);
+  if (l != NULL) {
+    memcpy(l->path, dir, dir_len + 1);
+    l->hash = h;
+    l->capacity = 16;
+    l->children = calloc(l->capacity, sizeof(uint64_t));
+    l->next = tsyncfs_listing_slots[h & (TSYNCFS_LISTING_SLOTS - 1)];
+    tsyncfs_listing_slots[h & (TSYNCFS_LISTING_SLOTS - 1)] = l;
+    tsyncfs_listings++;
+    int complete = l->children != NULL;
+    char path[PATH_MAX];
+    const char *prefix = strcmp(dir, "/") == 0 ? "" : dir;
+    for (char *name = names; complete && names_len > 0 && name != NULL; ) {
+      char *end = strchr(name, '/');
+      if (end) *end = 0;
+      int n = snprintf(path, sizeof(path), "%s/%s", prefix, name);
+      complete = n > 0 && n < (int) sizeof(path) - 1 && tsyncfs_listing_add(l, tsyncfs_child_hash(path));
+      name = end ? end + 1 : NULL;
+    }
+    if (!complete) tsyncfs_listing_free(tsyncfs_listing_ref(dir, h));
+  }
+  pthread_rwlock_unlock(&tsyncfs_lock);
+  free(names);
+  return NULL;
+}
+
 static int tsyncfs_getattr (const char *path, struct stat *stat) {
-  if (tsyncfs_stat_get(path, stat)) return 0;
+  int known = tsyncfs_stat_get(path, stat, 1);
+  if (known != 0) return known == 1 ? 0 : known;
   return fuse_native_getattr(path, stat);
 }
 
 /* fstat, and libfuse's stat of a file it just created: fuse-native answers both with getattr. */
 static int fuse_native_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info);
 static int tsyncfs_fgetattr (const char *path, struct stat *stat, struct fuse_file_info *info) {
-  if (tsyncfs_stat_get(path, stat)) return 0;
+  if (tsyncfs_stat_get(path, stat, 0) == 1) return 0;
   return fuse_native_fgetattr(path, stat, info);
 }
 
@@ -643,7 +801,7 @@ const PATCHES = [
   ['\nFUSE_METHOD(readdir,', DIRECT_READS],
   ['\nFUSE_METHOD(readdir,', MALLOC_TRIM], // the anchor that DIRECT_READS ends with
   ['if (implemented[op_read]) ops.read = fuse_native_read;', 'if (implemented[op_read]) ops.read = tsyncfs_read;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_put)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_forget)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_put)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_forget)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_listing)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
     ['reset', 'core', 'mark', 'open', 'close', 'drain'].map((name) => `  NAPI_EXPORT_FUNCTION(tsyncfs_copies_${name})\n`).join('')],
   ['\nstatic void* start_fuse_thread (void *data) {', WORKER_POOL],
   ['  fuse_loop_mt(ft->fuse);', '  tsyncfs_loop_mt(ft->fuse);'],

@@ -4,8 +4,10 @@
 // it for up to a second: every change must forget the path, or `stat` right after `ls -l` or
 // an earlier `stat` would show what the file was. And `ls -l` asks no more attribute round trips than
 // it must: extended attributes other than user.* are not supported, said once per listing.
+// The addon also keeps listings (a directory made or listed here) and answers the lookup of
+// a name that is not in one ENOENT itself: a name a peer adds later must then be found.
 const test = require('brittle')
-const { startTestnet, Device, newSecret, sh } = require('./helpers')
+const { startTestnet, Device, newSecret, sh, waitFor } = require('./helpers')
 
 test('stat right after a listing or a stat shows every change at once', { timeout: 120000 }, async (t) => {
   const bootstrap = await startTestnet(t)
@@ -62,4 +64,40 @@ test('ls -l learns once that only user.* extended attributes exist; user.tsyncfs
   t.is(local.stdout.trim(), '5/5 bytes (100.0%)', 'user.tsyncfs.local still answers')
   const missing = await sh(`getfattr -n user.other ${f}`)
   t.ok(missing.code !== 0 && /No such attribute/.test(missing.stderr), `an unknown user.* attribute is missing, not unsupported (${missing.stderr.trim()})`)
+})
+
+test('a name the addon answered ENOENT for is found once a peer makes it', { timeout: 120000 }, async (t) => {
+  const bootstrap = await startTestnet(t)
+  const secret = await newSecret()
+  const a = new Device(t, bootstrap, 'A')
+  const b = new Device(t, bootstrap, 'B')
+  await a.mount(secret)
+  await b.mount(secret)
+  // 'made' gets its listing from A's mkdir, 'listed' (made on B) from a readdir on A.
+  t.is((await sh(`mkdir ${a.p('made')} && printf 1 > ${a.p('made/old')}`)).code, 0, 'a directory made on A')
+  t.is((await sh(`mkdir ${b.p('listed')}`)).code, 0, 'a directory made on B')
+  await b.waitForContent('made/old', '1')
+  await waitFor(async () => (await sh(`test -d ${a.p('listed')}`)).code === 0, { message: 'A to have listed/' })
+  t.is((await sh(`ls ${a.p('listed')}`)).stdout, '', 'listed on A: empty')
+  for (const dir of ['made', 'listed']) {
+    const res = await sh(`stat ${a.p(dir + '/new')}`)
+    t.ok(res.code !== 0 && /No such file/.test(res.stderr), `${dir}/new does not exist yet (${res.stderr.trim()})`)
+  }
+
+  // Looked up by name only (open, stat), never listed again: a new listing would hide a
+  // listing that missed the peer's change.
+  for (const dir of ['made', 'listed']) {
+    t.is((await sh(`printf ${dir} > ${b.p(dir + '/new')} && mkdir ${b.p(dir + '/sub')}`)).code, 0, `B makes ${dir}/new and ${dir}/sub`)
+  }
+  for (const dir of ['made', 'listed']) {
+    await a.waitForContent(dir + '/new', dir)
+    await waitFor(async () => (await sh(`test -d ${a.p(dir + '/sub')}`)).code === 0, { message: `A to find ${dir}/sub` })
+    t.pass(`A finds ${dir}/new and ${dir}/sub`)
+  }
+  // A name the peer removes goes, and one it brings back comes back.
+  t.is((await sh(`rm ${b.p('made/old')}`)).code, 0, 'B removes made/old')
+  await a.waitForMissing('made/old')
+  t.is((await sh(`printf 2 > ${b.p('made/old')}`)).code, 0, 'and makes it again')
+  await a.waitForContent('made/old', '2')
+  t.pass('A follows both')
 })

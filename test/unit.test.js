@@ -250,7 +250,10 @@ test('MergedIndex: implicit parent directories come and go with their children',
   t.ok(idx.get('/'), 'the root exists')
 
   // a child whose parent entry is missing
+  const reported = []
+  idx.onChange((paths) => reported.push(...paths))
   idx.put(X, '/a/b/c.txt', file(X, { [X]: 1 }))
+  t.alike(reported.sort(), ['/a', '/a/b', '/a/b/c.txt'], 'the implicit parents are reported with the child')
   t.ok(idx.get('/a'), '/a appears')
   t.ok(idx.get('/a').implicit, '/a is implicit')
   t.is(idx.get('/a').entry.type, 'dir')
@@ -266,6 +269,7 @@ test('MergedIndex: implicit parent directories come and go with their children',
   t.is(idx.get('/a/b/c.txt'), undefined, 'the deleted child is gone')
   t.is(idx.get('/a/b'), undefined, 'its implicit parent is gone')
   t.is(idx.get('/a'), undefined, 'and the grandparent')
+  t.alike(reported.slice(3).sort(), ['/a', '/a/b', '/a/b/c.txt'], 'and reported when they go')
   t.alike(idx.list('/'), [], 'the root is empty again')
 
   // a real parent stays when its child goes

@@ -148,7 +148,7 @@ export class FolderMount {
     }
     // getattr answers from the addon's stat cache until its path changes.
     const binding = fuseBinding()
-    const stats = new StatCache(binding)
+    const stats = new StatCache(binding, (path) => this.folder.exists(path))
     this.folder.onChange((paths) => { for (const p of paths) stats.changed(p) })
     const mirror = DirectReads.available(binding) ? new DirectReads(binding) : null
     const direct = mirror && this.folder.mirrorCopies(mirror) ? mirror : null

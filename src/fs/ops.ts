@@ -90,6 +90,7 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     // follow (ls -l, find): one round trip for a directory, not one per entry.
     readdir: (path: string, cb: Callback) => call(cb, () => {
       const names = folder.readdir(path)
+      opts.stats.listed(path, names)
       const dir = path === '/' ? '' : path
       return { names, stats: names.map((name) => toStat(folder.stat(`${dir}/${name}`))) }
     }, (done, { names, stats }) => done(0, names, stats)),
@@ -123,7 +124,14 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     truncate: (path: string, size: number, cb: Callback) => change(path)(cb, () => folder.truncate(path, size), ok),
     ftruncate: (path: string, _fd: number, size: number, cb: Callback) => change(path)(cb, () => folder.truncate(path, size), ok),
     unlink: (path: string, cb: Callback) => change(path)(cb, () => folder.unlink(path), ok),
-    mkdir: (path: string, mode: number, cb: Callback) => change(path)(cb, () => folder.mkdir(path, mode), ok),
+    // The new directory's listing (empty, unless a peer was quicker) answers the lookups of
+    // the names about to be created there.
+    mkdir: (path: string, mode: number, cb: Callback) => change(path)(cb, () => folder.mkdir(path, mode), (done) => {
+      try {
+        opts.stats.listed(path, folder.readdir(path))
+      } catch {} // gone already: its lookups go to JavaScript
+      done(0)
+    }),
     rmdir: (path: string, cb: Callback) => change(path)(cb, () => folder.rmdir(path), ok),
     rename: (src: string, dst: string, cb: Callback) => change(null)(cb, () => folder.rename(src, dst), ok),
     symlink: (target: string, path: string, cb: Callback) => change(path)(cb, () => folder.symlink(target, path), ok),

@@ -2,6 +2,10 @@
 // on FUSE's threads, from the stats JavaScript gave, until JavaScript says that the path
 // may have changed. Every put and forget runs on the JavaScript thread, so a stat computed
 // before a change can never be kept after it.
+// The addon also keeps listings: directories whose every child it has been told of, so that
+// the lookup of any other name there (as before every create) is answered ENOENT in C. A
+// listing stays true because every path whose existence may change is reported here
+// (`changed`), with whether it exists now.
 
 /** What FUSE is told about a path (the object fuse-native's getattr takes). */
 export interface FuseStat {
@@ -12,11 +16,16 @@ export interface FuseStat {
 export interface StatCacheBinding {
   tsyncfs_stat_cache_clear?: () => void
   tsyncfs_stat_cache_put?: (path: string, stat: Uint32Array) => void
-  tsyncfs_stat_cache_forget?: (path: string) => void
+  tsyncfs_stat_cache_forget?: (path: string, exists: boolean) => void
+  tsyncfs_stat_cache_listing?: (dir: string, names: string) => void
 }
 
 export class StatCache {
-  constructor(private readonly binding: StatCacheBinding) {}
+  constructor(
+    private readonly binding: StatCacheBinding,
+    /** Whether a path exists now, for the listing of its directory. */
+    private readonly exists: (path: string) => boolean
+  ) {}
 
   /** Keeps `stat` as `path`'s until the path changes (at most a second); returns it. */
   put<T extends FuseStat>(path: string, stat: T): T {
@@ -27,8 +36,13 @@ export class StatCache {
   /** `path`'s stat may have changed; null: any path's may have (a rename moves a tree). */
   changed(path: string | null): void {
     const { tsyncfs_stat_cache_forget: forget, tsyncfs_stat_cache_clear: clear } = this.binding
-    if (path !== null && forget) forget(path)
+    if (path !== null && forget) forget(path, this.exists(path))
     else clear?.()
+  }
+
+  /** `names` are every child `dir` has now (names never hold a slash). */
+  listed(dir: string, names: readonly string[]): void {
+    this.binding.tsyncfs_stat_cache_listing?.(dir, names.join('/'))
   }
 }
 

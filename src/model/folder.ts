@@ -228,6 +228,10 @@ export class Folder extends EventEmitter {
     return { type: entry.type, mode: typeBits(entry.type) | entry.mode, size, mtime: entry.mtime }
   }
 
+  exists(p: string): boolean {
+    return this.index.get(p) !== undefined
+  }
+
   readdir(p: string): string[] {
     if (this.entry(p).type !== 'dir') fail('ENOTDIR', p)
     return this.index.list(p)

@@ -38,7 +38,8 @@ export class MergedIndex {
   }
 
   /** Calls `listener` after every put, with the paths whose visible node may have changed
-   *  (the path itself and the conflict copies it produces or produced). */
+   *  (the path itself, the conflict copies it produces or produced, and the implicit
+   *  directories that appeared or went with them). */
   onChange(listener: (paths: readonly string[]) => void): void {
     this.changeListeners.push(listener)
   }
@@ -114,8 +115,10 @@ export class MergedIndex {
     yield* this.visible
   }
 
-  /** Shows what `path` resolves to now; returns the paths it showed before or shows now. */
+  /** Shows what `path` resolves to now; returns the paths it showed before or shows now,
+   *  and the implicit directories that appeared or went. */
   private refresh(path: string): string[] {
+    const implicit: string[] = []
     const res = this.resolution(path)
     if (res.conflicts.length) this.conflicted.add(path)
     else this.conflicted.delete(path)
@@ -124,25 +127,25 @@ export class MergedIndex {
     for (const loser of res.conflicts) next.set(conflictName(path, loser), loser)
     const before = this.produced.get(path) ?? [path]
     for (const old of before) {
-      if (!next.has(old) && this.visible.get(old)?.source === path) this.remove(old)
+      if (!next.has(old) && this.visible.get(old)?.source === path) this.remove(old, implicit)
     }
-    for (const [p, entry] of next) this.show(p, entry, path)
+    for (const [p, entry] of next) this.show(p, entry, path, implicit)
     if (next.size === 1 && next.has(path)) this.produced.delete(path)
     else this.produced.set(path, [...next.keys()])
-    return [...new Set([...before, ...next.keys()])]
+    return [...new Set([...before, ...next.keys(), ...implicit])]
   }
 
-  private show(path: string, entry: Entry, source: string): void {
+  private show(path: string, entry: Entry, source: string, implicit: string[]): void {
     const existing = this.visible.get(path)
     // A real entry at a path beats a conflict copy that happens to derive the same name.
     if (existing && !existing.implicit && existing.source === path && source !== path) return
     this.visible.set(path, { entry, implicit: false, source })
     if (entry.type === 'dir' && !this.children.has(path)) this.children.set(path, new Set())
     if (entry.type !== 'dir' && this.children.get(path)?.size === 0) this.children.delete(path)
-    this.link(path)
+    this.link(path, implicit)
   }
 
-  private link(path: string): void {
+  private link(path: string, implicit: string[]): void {
     let child = path
     while (child !== '/') {
       const parent = parentOf(child)
@@ -153,11 +156,12 @@ export class MergedIndex {
       const mtime = this.visible.get(child)?.entry.mtime ?? Date.now()
       const implicitDir: Entry = { type: 'dir', mode: 0o755, mtime, size: 0, vv: {}, device: '' }
       this.visible.set(parent, { entry: implicitDir, implicit: true, source: parent })
+      implicit.push(parent)
       child = parent
     }
   }
 
-  private remove(path: string): void {
+  private remove(path: string, implicit: string[]): void {
     const node = this.visible.get(path)
     if (!node) return
     if ((this.children.get(path)?.size ?? 0) > 0) {
@@ -178,6 +182,7 @@ export class MergedIndex {
       if (this.resolution(dir).winner) return
       this.visible.delete(dir)
       this.children.delete(dir)
+      implicit.push(dir)
       const up = parentOf(dir)
       this.children.get(up)?.delete(baseName(dir))
       dir = up
