@@ -29,6 +29,13 @@
 //    async handle at each wake-up of the event loop, so with many writers the walk grew
 //    without end (11 % of the daemon's CPU after 20,000 files from 16 writers). A thread's
 //    locals now go back to a free list when it ends, for the next new thread.
+//  - listings: a directory made or listed here (tsyncfs_stat_cache_listing) keeps a hash of
+//    each child's path; a lookup of a name not in it is answered ENOENT in C (the lookup
+//    before every create). JavaScript reports every path whose existence may change, with
+//    whether it exists (tsyncfs_stat_cache_forget), which keeps the listings exact.
+//  - worker pool: libfuse 2.9's loop ends a worker thread once more than ten are idle; with
+//    16 writers it started and ended thousands. tsyncfs_loop_mt is the same loop, except that
+//    up to 64 idle workers stay.
 //  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
 //    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
 //    calls it every 20 s). Node has no binding for it.
