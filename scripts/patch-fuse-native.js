@@ -127,7 +127,7 @@ static void tsyncfs_free_stats (void) {
    only send a lookup to JavaScript, never answer one wrongly. */
 #define TSYNCFS_LISTING_SLOTS 4096
 #define TSYNCFS_MAX_LISTINGS 65536
-#define TSYNCFS_MAX_LISTED (1 << 19) /* child hashes in all listings: more, and they start over */
+#define TSYNCFS_MAX_LISTED (1 << 19) /* child hashes in all listings: a listing that would pass it is dropped */
 
 typedef struct tsyncfs_listing {
   struct tsyncfs_listing *next;
@@ -211,15 +211,21 @@ static void tsyncfs_sync_generation (void) {
   tsyncfs_table_generation = generation;
 }
 
-/* The parent of an absolute path other than "/", into buf. */
-static int tsyncfs_parent (const char *path, char *buf, size_t size) {
+/* Where the listing of an absolute path's parent is linked (or would be); NULL for "/". */
+static tsyncfs_listing_t **tsyncfs_parent_listing_ref (const char *path) {
   const char *slash = strrchr(path, '/');
-  if (slash == NULL || slash[1] == 0 || strcmp(path, "/") == 0) return 0;
+  if (slash == NULL || slash[1] == 0 || strcmp(path, "/") == 0) return NULL;
+  char dir[PATH_MAX];
   size_t n = slash == path ? 1 : (size_t) (slash - path);
-  if (n >= size) return 0;
-  memcpy(buf, path, n);
-  buf[n] = 0;
-  return 1;
+  if (n >= sizeof(dir)) return NULL;
+  memcpy(dir, path, n);
+  dir[n] = 0;
+  return tsyncfs_listing_ref(dir, tsyncfs_hash(dir));
+}
+
+/* The path of a name in dir, into buf; its length, as snprintf gives it. */
+static int tsyncfs_child_path (const char *dir, const char *name, char *buf, size_t size) {
+  return snprintf(buf, size, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
 }
 
 /* Called on the JavaScript thread, like tsyncfs_stat_cache_clear and _forget: none runs in between. */
@@ -243,7 +249,7 @@ static void tsyncfs_stat_put_path (const char *path, const struct stat *st) {
 
 static void tsyncfs_stat_put (const char *dir, const char *name, const struct stat *st) {
   char path[PATH_MAX];
-  int n = snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
+  int n = tsyncfs_child_path(dir, name, path, sizeof(path));
   if (n >= 0 && n < (int) sizeof(path)) tsyncfs_stat_put_path(path, st);
 }
 
@@ -255,13 +261,12 @@ static int tsyncfs_stat_get (const char *path, struct stat *st, int listings) {
   pthread_rwlock_rdlock(&tsyncfs_lock);
   if (tsyncfs_table_generation == generation) {
     tsyncfs_stat_entry_t *e = tsyncfs_find(path, h);
-    char dir[PATH_MAX];
+    tsyncfs_listing_t **parent;
     if (e && tsyncfs_now() - e->filled < TSYNCFS_TTL_NS) {
       *st = e->st;
       found = 1;
-    } else if (listings && tsyncfs_parent(path, dir, sizeof(dir))) {
-      tsyncfs_listing_t *l = *tsyncfs_listing_ref(dir, tsyncfs_hash(dir));
-      if (l && !tsyncfs_listing_has(l, tsyncfs_child_hash(path))) found = -ENOENT;
+    } else if (listings && (parent = tsyncfs_parent_listing_ref(path)) != NULL) {
+      if (*parent && !tsyncfs_listing_has(*parent, tsyncfs_child_hash(path))) found = -ENOENT;
     }
   }
   pthread_rwlock_unlock(&tsyncfs_lock);
@@ -305,11 +310,8 @@ NAPI_METHOD(tsyncfs_stat_cache_forget) {
   }
   tsyncfs_listing_t **own = tsyncfs_listing_ref(path, h);
   if (*own) tsyncfs_listing_free(own);
-  char dir[PATH_MAX];
-  if (tsyncfs_parent(path, dir, sizeof(dir))) {
-    tsyncfs_listing_t **parent = tsyncfs_listing_ref(dir, tsyncfs_hash(dir));
-    if (*parent && !(exists && tsyncfs_listing_add(*parent, tsyncfs_child_hash(path)))) tsyncfs_listing_free(parent);
-  }
+  tsyncfs_listing_t **parent = tsyncfs_parent_listing_ref(path);
+  if (parent && *parent && !(exists && tsyncfs_listing_add(*parent, tsyncfs_child_hash(path)))) tsyncfs_listing_free(parent);
   pthread_rwlock_unlock(&tsyncfs_lock);
   return NULL;
 }
@@ -337,11 +339,10 @@ NAPI_METHOD(tsyncfs_stat_cache_listing) {
     tsyncfs_listings++;
     int complete = l->children != NULL;
     char path[PATH_MAX];
-    const char *prefix = strcmp(dir, "/") == 0 ? "" : dir;
     for (char *name = names; complete && names_len > 0 && name != NULL; ) {
       char *end = strchr(name, '/');
       if (end) *end = 0;
-      int n = snprintf(path, sizeof(path), "%s/%s", prefix, name);
+      int n = tsyncfs_child_path(dir, name, path, sizeof(path));
       complete = n > 0 && n < (int) sizeof(path) - 1 && tsyncfs_listing_add(l, tsyncfs_child_hash(path));
       name = end ? end + 1 : NULL;
     }
