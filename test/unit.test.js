@@ -514,6 +514,36 @@ test('ReadAhead: a seek asks for the next blocks at once; a sequential read doub
   t.alike(ra.observe(10 * B, 4096, B, 4096), [11, 11 + MIN_WINDOW], 'a seek back starts over')
 })
 
+test('CommitPacer: a lone change starts at once; while files keep coming, commits wait for the pace; a waiter hurries one', async (t) => {
+  const { CommitPacer } = require('../dist/model/commit-pacer')
+  const PACE = 300
+  let starts = 0
+  const pacer = new CommitPacer(() => { starts++ }, PACE)
+  const tick = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+  pacer.request(false)
+  t.is(starts, 1, 'the first request starts a commit at once')
+  pacer.request(false)
+  t.is(starts, 1, 'a request before that commit took its group starts nothing more')
+  pacer.started(1)
+  pacer.request(false)
+  t.is(starts, 2, 'after a commit of one file, the next starts at once')
+  pacer.started(5)
+  pacer.request(false)
+  pacer.request(false)
+  await tick(30)
+  t.is(starts, 2, 'after a commit that grouped several, the next waits for the pace')
+  await tick(PACE)
+  t.is(starts, 3, 'and starts when the pace allows, once')
+  pacer.started(7)
+  pacer.request(false)
+  await tick(30)
+  t.is(starts, 3, 'waiting again')
+  pacer.request(true)
+  t.is(starts, 4, 'a request someone waits for starts it at once')
+  await tick(PACE + 50)
+  t.is(starts, 4, 'and the paced start does not come as well')
+})
+
 test('ReadCopies: a copy reads back, a drop frees its space, a write overlapped by a drop is not kept', async (t) => {
   const { ReadCopies } = require('../dist/cache/read-copies')
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-copies-'))

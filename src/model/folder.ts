@@ -14,6 +14,7 @@ import { fail, FsError } from './errors'
 import { MemberDrive, groupRecords } from './member-drive'
 import { MergedIndex, parentOf } from './merged-index'
 import { Mutex } from './mutex'
+import { CommitPacer } from './commit-pacer'
 import { StagedFile, StagingArea } from './staging'
 import { Pins, PinProgress } from './pins'
 import { BlockCache, CacheStats } from '../cache/block-cache'
@@ -56,8 +57,14 @@ const MAX_GROUP_COMMIT = 256
 /** Closed files waiting for their commit beyond which close(2) waits for the commits ahead
  *  (like the kernel's dirty page limit): bounds the backlog's memory and journal. */
 const MAX_QUEUED_COMMITS = 1024
+/** Least time between the starts of two group commits while files keep coming. */
+const GROUP_COMMIT_PACE_MS = 50
 
 interface QueuedCommit { evenIfOpen: boolean; resolve: () => void; reject: (err: unknown) => void }
+/** `background`: nobody waits for it, so it may wait for others to group with it; `now`:
+ *  a caller waits (rename, the backlog's throttle); `evenIfOpen`: now, and also for a file
+ *  still open (fsync, shutdown). */
+type CommitUrgency = 'background' | 'now' | 'evenIfOpen'
 
 export class Folder extends EventEmitter {
   readonly index = new MergedIndex()
@@ -71,7 +78,9 @@ export class Folder extends EventEmitter {
   private readonly committing = new Map<StagedFile, Promise<void>>()
   /** Closed files waiting for a group commit, in the order they were closed. */
   private readonly queuedCommits = new Map<StagedFile, QueuedCommit>()
-  private commitScheduled = false
+  private readonly commitPacer = new CommitPacer(() => {
+    this.mutex.run(() => this.commitQueued()).catch(() => {})
+  }, GROUP_COMMIT_PACE_MS)
   private readonly handles = new Map<number, Handle>()
   private readonly staged = new Map<string, StagedFile>()
   private nextFd = 1
@@ -141,7 +150,7 @@ export class Folder extends EventEmitter {
     // Closed files still waiting for their commit, and files held without a handle (a
     // truncate waiting for its open), are committed too.
     for (const staged of [...this.staged.values()]) {
-      await this.commit(staged, true).then(() => this.retire(staged)).catch((err) => this.emit('warning', err))
+      await this.commit(staged, 'evenIfOpen').then(() => this.retire(staged)).catch((err) => this.emit('warning', err))
     }
     await this.staging.close().catch((err) => this.emit('warning', err))
     if (this.pinRefresh) clearTimeout(this.pinRefresh)
@@ -335,7 +344,7 @@ export class Folder extends EventEmitter {
   /** fsync(2): the bytes are in this device's log when it returns. */
   async fsync(fd: number): Promise<void> {
     const h = this.handle(fd)
-    if (h.staged) await this.commit(h.staged, true)
+    if (h.staged) await this.commit(h.staged, 'evenIfOpen')
   }
 
   async release(fd: number): Promise<void> {
@@ -414,7 +423,7 @@ export class Folder extends EventEmitter {
   }
 
   private commitInBackground(staged: StagedFile, retryMs = 0): void {
-    this.commit(staged).then(() => this.retire(staged), (err) => {
+    this.commit(staged, 'background').then(() => this.retire(staged), (err) => {
       if (this.closing) return // close() commits it once more, or the journal keeps it
       const next = Math.min(Math.max(retryMs * 2, 1000), 60000)
       this.emit('warning', new Error(`commit of ${staged.path} failed (${(err as Error).message}); retrying in ${next / 1000} s`))
@@ -457,30 +466,31 @@ export class Folder extends EventEmitter {
   /** Appends the staged bytes to this device's blob core and records the new version.
    *  Commits that arrive while another runs are grouped into one (group commit): many
    *  small files cost one storage write and one log batch, not two each. */
-  private commit(staged: StagedFile, evenIfOpen = false): Promise<void> {
+  private commit(staged: StagedFile, urgency: CommitUrgency = 'now'): Promise<void> {
     // Nothing new to write (a release after a flush): wait only for a commit under way.
     if (!staged.dirty) return this.committing.get(staged) ?? Promise.resolve()
+    const evenIfOpen = urgency === 'evenIfOpen'
     const queued = this.queuedCommits.get(staged)
     if (queued) {
       queued.evenIfOpen ||= evenIfOpen
+      this.scheduleCommit(urgency)
       return this.committing.get(staged)! // set below when it was queued
     }
     const done = new Promise<void>((resolve, reject) => { this.queuedCommits.set(staged, { evenIfOpen, resolve, reject }) })
-    this.scheduleCommit()
+    this.scheduleCommit(urgency)
     this.committing.set(staged, done)
     const forget = (): void => { if (this.committing.get(staged) === done) this.committing.delete(staged) }
     done.then(forget, forget)
     return done
   }
 
-  private scheduleCommit(): void {
-    if (this.commitScheduled) return
-    this.commitScheduled = true
-    this.mutex.run(() => this.commitQueued()).catch(() => {})
+  /** A group commit of the queued files starts at once when someone waits for it or a full
+   *  group is queued, else when the pace allows. */
+  private scheduleCommit(urgency: CommitUrgency): void {
+    this.commitPacer.request(urgency !== 'background' || this.queuedCommits.size >= MAX_GROUP_COMMIT)
   }
 
   private async commitQueued(): Promise<void> {
-    this.commitScheduled = false
     // A bounded group: thousands of small files closed at once would otherwise become one
     // batch held in memory whole (8,000 files: 170 MiB of heap).
     const batch: Array<[StagedFile, QueuedCommit]> = []
@@ -489,7 +499,8 @@ export class Folder extends EventEmitter {
       batch.push(item)
     }
     for (const [staged] of batch) this.queuedCommits.delete(staged)
-    if (this.queuedCommits.size) this.scheduleCommit()
+    this.commitPacer.started(batch.length)
+    if (this.queuedCommits.size) this.scheduleCommit('background')
     const waiting = batch.map(([, queued]) => queued)
     // A file open again for writing is committed at its next close (or fsync), not in a
     // state half rewritten.
