@@ -3,7 +3,7 @@
  * append and a signature per core, storage batches, the peer's verification), so while
  * files keep coming (the last commit grouped several) a commit waits until `paceMs` after
  * the last one started, and groups what arrived meanwhile: 20,000 small files took
- * 1,100-1,350 commits unpaced, 140-150 paced at 50 ms (docs/benchmarks.md). A lone change,
+ * 1,145-1,352 commits unpaced, 137-153 paced at 50 ms (docs/benchmarks.md). A lone change,
  * or one that someone waits for, starts at once.
  */
 export class CommitPacer {
