@@ -7,7 +7,7 @@
 // The addon also keeps listings (a directory made or listed here) and answers the lookup of
 // a name that is not in one ENOENT itself: a name a peer adds later must then be found.
 const test = require('brittle')
-const { startTestnet, Device, newSecret, sh, waitFor } = require('./helpers')
+const { startTestnet, Device, newSecret, sh, waitFor, folderWith } = require('./helpers')
 
 test('stat right after a listing or a stat shows every change at once', { timeout: 120000 }, async (t) => {
   const bootstrap = await startTestnet(t)
@@ -67,12 +67,7 @@ test('ls -l learns once that only user.* extended attributes exist; user.tsyncfs
 })
 
 test('a name the addon answered ENOENT for is found once a peer makes it', { timeout: 120000 }, async (t) => {
-  const bootstrap = await startTestnet(t)
-  const secret = await newSecret()
-  const a = new Device(t, bootstrap, 'A')
-  const b = new Device(t, bootstrap, 'B')
-  await a.mount(secret)
-  await b.mount(secret)
+  const { devices: [a, b] } = await folderWith(t, ['A', 'B'])
   // 'made' gets its listing from A's mkdir, 'listed' (made on B) from a readdir on A.
   t.is((await sh(`mkdir ${a.p('made')} && printf 1 > ${a.p('made/old')}`)).code, 0, 'a directory made on A')
   t.is((await sh(`mkdir ${b.p('listed')}`)).code, 0, 'a directory made on B')
