@@ -8,6 +8,7 @@ import { parseHostPorts, HostPort } from '../swarm/network'
 import { startBootstrapNodes } from '../swarm/bootstrap-nodes'
 import { Daemon, DaemonConfig, makeLogger, prepareFolderDir } from '../daemon/daemon'
 import { defaultDataDir, mountKey } from '../daemon/paths'
+import { DAEMON_NODE_FLAGS } from '../daemon/heap'
 import { runSeed, SeedConfig } from '../daemon/seed'
 import { ControlResponse, isAlive, registrations, request, Registration } from '../daemon/control'
 import { cacheOf, DaemonError, statusOf } from '../daemon/client'
@@ -306,7 +307,7 @@ async function runDetached(keys: FolderKeys, secret: string, config: DaemonConfi
   const dir = await prepareFolderDir(config.dataDir, keys)
   const logFile = path.join(dir, 'daemon.log')
   const log = openSync(logFile, 'a', 0o600)
-  const child = spawn(process.execPath, [process.argv[1], '__daemon'], { detached: true, stdio: ['ignore', log, log, 'ipc'], env: daemonEnv() })
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, process.argv[1], '__daemon'], { detached: true, stdio: ['ignore', log, log, 'ipc'], env: daemonEnv() })
   closeSync(log)
   const outcome = await new Promise<DaemonMessage>((resolve) => {
     child.once('message', (msg) => resolve(msg as DaemonMessage))
