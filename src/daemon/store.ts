@@ -12,7 +12,7 @@ const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 const BACKGROUND_BLOB_GC_AGE = 0
 /** Decoded hyperbee keys and nodes kept, for all logs together (each log would otherwise
  *  keep up to 65,536 of its own). Few: a node holds its value, and a group record's value
- *  is up to 256 entries (60-95 KiB). With 4,096, 60,000 files kept 23 MiB of records that
+ *  is up to 256 entries (60-95 KiB). With 4,096, 60,000 files kept 22 MiB of records that
  *  the index had already taken (heap snapshot). A log written in groups has a few hundred
  *  keys per 100,000 files, and a history stream reads each block once. */
 const DECODED_NODES = 256
