@@ -1,9 +1,9 @@
 // The write-back journal: one append-only file of records, one per closed staged file not
 // yet committed, so that a daemon that dies first commits them at its next start. A close
 // costs one append, not a file of its own; the file is emptied whenever nothing is pending.
-// Records that arrive while an append runs go out together in the next one: many files
-// closed at once cost a few writes, not one each in turn.
-import { promises as fs } from 'fs'
+// Records that arrive in one turn of the event loop go out together in one write: many
+// files closed at once cost a few writes, not one each in turn.
+import { promises as fs, ftruncateSync, writeSync } from 'fs'
 import { VersionVector } from './version-vector'
 
 export interface JournalRecord {
@@ -23,8 +23,6 @@ interface VoidRecord {
 
 export class WriteBackJournal {
   private fh: fs.FileHandle | null = null
-  // Appends and truncations run in order: a truncation must never overtake a record.
-  private queue: Promise<unknown> = Promise.resolve()
   private readonly pending = new Set<string>()
   /** Lines not yet handed to an append, and who waits for them. */
   private lines: string[] = []
@@ -81,20 +79,24 @@ export class WriteBackJournal {
     return new Promise((resolve, reject) => {
       this.lines.push(line)
       this.waiting.push({ resolve, reject })
-      if (this.lines.length === 1) this.enqueue((fh) => this.flush(fh)).catch(() => {})
+      if (this.lines.length === 1) setImmediate(() => this.flush())
     })
   }
 
   /** Writes every line waiting, or empties the file if no record is pending any more: then
-   *  each record ever written, these lines' too, has been voided. */
-  private async flush(fh: fs.FileHandle): Promise<void> {
+   *  each record ever written, these lines' too, has been voided. Synchronously, once per
+   *  turn of the event loop: an append of a few KiB to the page cache costs less than the
+   *  thread pool's round trip, and appends and truncations stay in order. */
+  private flush(): void {
     const lines = this.lines
     const waiting = this.waiting
     this.lines = []
     this.waiting = []
+    if (waiting.length === 0) return
     try {
-      if (this.pending.size === 0) await fh.truncate(0)
-      else await fh.write(lines.join(''))
+      if (!this.fh) throw new Error('the write-back journal is not open')
+      if (this.pending.size === 0) ftruncateSync(this.fh.fd, 0)
+      else writeSync(this.fh.fd, lines.join(''))
       for (const w of waiting) w.resolve()
     } catch (err) {
       for (const w of waiting) w.reject(err)
@@ -102,16 +104,8 @@ export class WriteBackJournal {
   }
 
   async close(): Promise<void> {
-    await this.queue
+    this.flush()
     await this.fh?.close()
     this.fh = null
-  }
-
-  private enqueue(op: (fh: fs.FileHandle) => Promise<unknown>): Promise<void> {
-    const fh = this.fh
-    if (!fh) return Promise.reject(new Error('the write-back journal is not open'))
-    const next = this.queue.then(() => op(fh))
-    this.queue = next.catch(() => {})
-    return next.then(() => {})
   }
 }
