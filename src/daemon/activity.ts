@@ -2,7 +2,7 @@
 // files changing, conflicts appearing. A ring buffer; nothing is persisted.
 import { Folder } from '../model/folder'
 import { VisibleNode } from '../model/merged-index'
-import { Entry } from '../model/entry'
+import { Entry, contentIdentity } from '../model/entry'
 
 export type ActivityKind = 'peer-joined' | 'peer-left' | 'member' | 'file-added' | 'file-changed' | 'file-deleted' | 'conflict' | 'warning'
 export interface ActivityEvent { seq: number; time: number; kind: ActivityKind; message: string }
@@ -110,8 +110,7 @@ function fileOf(node: VisibleNode): Entry | null {
   return node.entry.type === 'dir' ? null : node.entry
 }
 
-/** Whether two entries of a path show the same file (type, size, mtime, hash, target). */
+/** Whether two entries of a path show the same file: the same content, and the same mtime. */
 function sameFile(a: Entry, b: Entry): boolean {
-  return a === b || (a.type === b.type && a.size === b.size && a.mtime === b.mtime &&
-    (a.hash ?? '') === (b.hash ?? '') && (a.target ?? '') === (b.target ?? ''))
+  return a === b || (a.mtime === b.mtime && contentIdentity(a) === contentIdentity(b))
 }
