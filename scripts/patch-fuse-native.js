@@ -33,9 +33,11 @@
 //    each child's path; a lookup of a name not in it is answered ENOENT in C (the lookup
 //    before every create). JavaScript reports every path whose existence may change, with
 //    whether it exists (tsyncfs_stat_cache_forget), which keeps the listings exact.
-//  - worker pool: libfuse 2.9's loop ends a worker thread once more than ten are idle; with
-//    16 writers it started and ended thousands. tsyncfs_loop_mt is the same loop, except that
-//    up to 64 idle workers stay.
+//  - worker pool: libfuse 2.9's loop gives every request in flight a thread of its own, and
+//    ends a worker once more than ten are idle (with 16 writers it started and ended
+//    thousands). tsyncfs_loop_mt lets four workers read or work at once, so that requests
+//    queue in the kernel and a worker that replied takes the next without sleeping; each
+//    request busy for 50 ms (a read waiting for a peer) lets one more run. Workers stay.
 //  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
 //    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
 //    calls it every 20 s). Node has no binding for it.
@@ -640,41 +642,63 @@ static void tsyncfs_release_thread_locals (void *data) {
 static fuse_thread_locals_t* get_thread_locals () {`
 
 const WORKER_POOL = `
-/* libfuse 2.9's loop (fuse_loop_mt) starts a worker thread when none is idle and ends one
-   once more than ten are: with 16 writers it started and ended thousands of threads (over
-   2,000 for 20,000 small files). This loop is the same, except that up to
-   TSYNCFS_MAX_IDLE workers stay idle. */
+/* libfuse 2.9's loop (fuse_loop_mt) starts a worker thread whenever none is idle, so every
+   request in flight has a thread of its own, and every request costs that thread two sleeps
+   and two wake-ups: in read(2) on /dev/fuse, and on its semaphore while JavaScript answers.
+   This loop lets TSYNCFS_WORKERS workers read or work at once; further requests wait in the
+   kernel's queue, where a worker that has just replied finds the next without sleeping.
+   A request that takes long (a read waiting for a peer, an fsync waiting for a commit) must
+   not hold the others back: a watchdog counts a request busy for TSYNCFS_SLOW_MS as slow,
+   and each slow request lets one more worker run until it ends. Workers never end before
+   the loop does (libfuse's started and ended thousands for 20,000 small files): spare ones
+   wait on a condition variable, not in read(2), where the kernel would wake them. */
 #include <signal.h>
 #include <errno.h>
 #include <fuse_kernel.h>
-#define TSYNCFS_MAX_IDLE 64
+#define TSYNCFS_WORKERS 4
+#define TSYNCFS_MAX_WORKERS 512
+#define TSYNCFS_SLOW_NS (50 * 1000000ULL)
+
+struct tsyncfs_loop;
 
 typedef struct tsyncfs_worker {
   pthread_t thread;
+  struct tsyncfs_loop *loop;
   struct tsyncfs_worker *next;
+  int busy; /* processing a request, since started */
+  int slow; /* that request counts as slow: it holds one unit of the limit's extra room */
+  uint64_t started;
 } tsyncfs_worker_t;
 
-typedef struct {
+typedef struct tsyncfs_loop {
   struct fuse_session *se;
   struct fuse_chan *ch;
-  uv_mutex_t lock; /* guards the fields below */
-  int idle;
+  uv_mutex_t lock; /* guards the fields below and the workers' */
+  uv_cond_t room; /* for parked workers: the limit grew, or the loop ends */
+  uv_cond_t watch; /* for the watchdog: a request started while it slept, or a worker left */
+  int reading; /* workers in read(2) */
+  int busy; /* workers processing a request */
+  int parked; /* workers waiting for room */
+  int total;
+  int limit; /* TSYNCFS_WORKERS plus one per slow request */
+  int watching; /* the watchdog wakes by itself: nobody need signal it */
   int exiting;
   int error;
-  tsyncfs_worker_t *workers; /* running or ended, not yet joined */
-  uv_sem_t finished; /* posted by each worker that leaves */
+  tsyncfs_worker_t *workers;
 } tsyncfs_loop_t;
 
 static void* tsyncfs_work (void *data);
 
 /* With the lock held. Signals stay with the process's main thread. */
 static int tsyncfs_start_worker (tsyncfs_loop_t *loop) {
+  if (loop->total >= TSYNCFS_MAX_WORKERS) return -1;
   tsyncfs_worker_t *w = calloc(1, sizeof(tsyncfs_worker_t));
   if (w == NULL) return -1;
+  w->loop = loop;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
-  int err = pthread_create(&(w->thread), NULL, tsyncfs_work, loop);
+  int err = pthread_create(&(w->thread), NULL, tsyncfs_work, w);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (err != 0) {
     free(w);
@@ -682,24 +706,15 @@ static int tsyncfs_start_worker (tsyncfs_loop_t *loop) {
   }
   w->next = loop->workers;
   loop->workers = w;
-  loop->idle++;
+  loop->total++;
   return 0;
 }
 
-/* With the lock held: an idle worker beyond TSYNCFS_MAX_IDLE leaves (detached, unlisted). */
-static int tsyncfs_leave_if_spare (tsyncfs_loop_t *loop) {
-  if (loop->exiting || loop->idle <= TSYNCFS_MAX_IDLE) return 0;
-  pthread_t self = pthread_self();
-  for (tsyncfs_worker_t **p = &(loop->workers); *p != NULL; p = &((*p)->next)) {
-    if (!pthread_equal((*p)->thread, self)) continue;
-    tsyncfs_worker_t *w = *p;
-    *p = w->next;
-    free(w);
-    loop->idle--;
-    pthread_detach(self);
-    return 1;
-  }
-  return 0;
+/* With the lock held: when nobody reads and there is room, one more worker reads. */
+static void tsyncfs_keep_reading (tsyncfs_loop_t *loop) {
+  if (loop->reading > 0 || loop->exiting || loop->reading + loop->busy >= loop->limit) return;
+  if (loop->parked > 0) uv_cond_signal(&(loop->room));
+  else tsyncfs_start_worker(loop);
 }
 
 static int tsyncfs_is_forget (const struct fuse_buf *buf) {
@@ -708,17 +723,51 @@ static int tsyncfs_is_forget (const struct fuse_buf *buf) {
   return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET;
 }
 
+/* With the lock held, around a request that needs a reply. */
+static void tsyncfs_begin (tsyncfs_worker_t *w) {
+  tsyncfs_loop_t *loop = w->loop;
+  w->busy = 1;
+  w->started = uv_hrtime();
+  loop->busy++;
+  tsyncfs_keep_reading(loop);
+  if (!loop->watching) {
+    loop->watching = 1;
+    uv_cond_signal(&(loop->watch));
+  }
+}
+
+static void tsyncfs_end (tsyncfs_worker_t *w) {
+  w->busy = 0;
+  w->loop->busy--;
+  if (w->slow) {
+    w->slow = 0;
+    w->loop->limit--;
+  }
+}
+
 static void* tsyncfs_work (void *data) {
-  tsyncfs_loop_t *loop = (tsyncfs_loop_t *) data;
+  tsyncfs_worker_t *w = (tsyncfs_worker_t *) data;
+  tsyncfs_loop_t *loop = w->loop;
   size_t size = fuse_chan_bufsize(loop->ch);
   char *mem = malloc(size);
-  int detached = 0;
-  while (mem != NULL && !fuse_session_exited(loop->se)) {
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL); /* only read(2) may be cancelled */
+  uv_mutex_lock(&(loop->lock));
+  while (mem != NULL && !loop->exiting && !fuse_session_exited(loop->se)) {
+    if (loop->reading + loop->busy >= loop->limit) {
+      loop->parked++;
+      uv_cond_wait(&(loop->room), &(loop->lock));
+      loop->parked--;
+      continue;
+    }
+    loop->reading++;
+    uv_mutex_unlock(&(loop->lock));
     struct fuse_chan *ch = loop->ch;
     struct fuse_buf buf = { .mem = mem, .size = size };
     pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
     int res = fuse_session_receive_buf(loop->se, &buf, &ch);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    uv_mutex_lock(&(loop->lock));
+    loop->reading--;
     if (res == -EINTR) continue;
     if (res <= 0) {
       if (res < 0) {
@@ -727,54 +776,67 @@ static void* tsyncfs_work (void *data) {
       }
       break;
     }
-    /* Forgets need no reply: they do not count as work, so a burst of them starts no thread. */
+    /* Forgets need no reply and take no time: nobody else need read meanwhile. */
     int forget = tsyncfs_is_forget(&buf);
-    uv_mutex_lock(&(loop->lock));
-    if (loop->exiting) {
-      uv_mutex_unlock(&(loop->lock));
-      break;
-    }
-    if (!forget && --loop->idle == 0) tsyncfs_start_worker(loop);
+    if (!forget) tsyncfs_begin(w);
     uv_mutex_unlock(&(loop->lock));
-
     fuse_session_process_buf(loop->se, &buf, ch);
-
-    if (forget) continue;
     uv_mutex_lock(&(loop->lock));
-    loop->idle++;
-    detached = tsyncfs_leave_if_spare(loop);
-    uv_mutex_unlock(&(loop->lock));
-    if (detached) break;
+    if (!forget) tsyncfs_end(w);
   }
+  uv_cond_signal(&(loop->watch)); /* the session may have ended */
+  uv_mutex_unlock(&(loop->lock));
   free(mem);
-  if (!detached) uv_sem_post(&(loop->finished));
   return NULL;
 }
 
+/* With the lock held: counts the requests busy for TSYNCFS_SLOW_NS as slow, each making
+   room for one more worker. */
+static void tsyncfs_count_slow (tsyncfs_loop_t *loop) {
+  uint64_t now = uv_hrtime();
+  for (tsyncfs_worker_t *w = loop->workers; w != NULL; w = w->next) {
+    if (!w->busy || w->slow || now - w->started < TSYNCFS_SLOW_NS) continue;
+    w->slow = 1;
+    loop->limit++;
+  }
+  tsyncfs_keep_reading(loop);
+}
+
 static int tsyncfs_loop_mt (struct fuse *fuse) {
-  tsyncfs_loop_t loop = { .se = fuse_get_session(fuse) };
+  tsyncfs_loop_t loop = { .se = fuse_get_session(fuse), .limit = TSYNCFS_WORKERS, .watching = 1 };
   loop.ch = fuse_session_next_chan(loop.se, NULL);
   if (fuse_start_cleanup_thread(fuse) != 0) return -1;
   uv_mutex_init(&(loop.lock));
-  uv_sem_init(&(loop.finished), 0);
+  uv_cond_init(&(loop.room));
+  uv_cond_init(&(loop.watch));
 
   uv_mutex_lock(&(loop.lock));
   int err = tsyncfs_start_worker(&loop);
-  uv_mutex_unlock(&(loop.lock));
   if (err == 0) {
-    while (!fuse_session_exited(loop.se)) uv_sem_wait(&(loop.finished));
-    uv_mutex_lock(&(loop.lock));
-    loop.exiting = 1;
-    for (tsyncfs_worker_t *w = loop.workers; w != NULL; w = w->next) pthread_cancel(w->thread);
-    uv_mutex_unlock(&(loop.lock));
-    while (loop.workers != NULL) {
-      tsyncfs_worker_t *w = loop.workers;
-      loop.workers = w->next;
-      pthread_join(w->thread, NULL);
-      free(w);
+    /* The watchdog: while requests are busy it looks every half of TSYNCFS_SLOW_NS; when
+       none is, it sleeps until one starts. */
+    while (!fuse_session_exited(loop.se)) {
+      if (loop.busy == 0) {
+        loop.watching = 0;
+        uv_cond_wait(&(loop.watch), &(loop.lock));
+      } else {
+        uv_cond_timedwait(&(loop.watch), &(loop.lock), TSYNCFS_SLOW_NS / 2);
+        tsyncfs_count_slow(&loop);
+      }
     }
+    loop.exiting = 1;
+    uv_cond_broadcast(&(loop.room));
+    for (tsyncfs_worker_t *w = loop.workers; w != NULL; w = w->next) pthread_cancel(w->thread);
   }
-  uv_sem_destroy(&(loop.finished));
+  uv_mutex_unlock(&(loop.lock));
+  while (loop.workers != NULL) {
+    tsyncfs_worker_t *w = loop.workers;
+    loop.workers = w->next;
+    pthread_join(w->thread, NULL);
+    free(w);
+  }
+  uv_cond_destroy(&(loop.watch));
+  uv_cond_destroy(&(loop.room));
   uv_mutex_destroy(&(loop.lock));
   fuse_stop_cleanup_thread(fuse);
   fuse_session_reset(loop.se);
