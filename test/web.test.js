@@ -233,6 +233,11 @@ test('web UI: create on A, add by secret on B, sync, pin, rates, events, unmount
     return text.includes('peer-joined') && text.includes('added /big.bin')
   }, { timeout: 30000, message: 'B\'s events to show the peer and the new file' })
   t.pass('B\'s events show the peer joining and the file added')
+  // A new mtime with the same bytes is a change too, and is shown as one.
+  await sh(`touch -d '2001-02-03 04:05:06' ${JSON.stringify(a.p('big.bin'))}`)
+  await waitFor(async () => (await pageB.textContent('#events-list')).includes('changed /big.bin'),
+    { timeout: 30000, message: 'B\'s events to show the file changed' })
+  t.pass('B\'s events show the file changed when A set its mtime')
   await shot(pageB, '08-b-events')
 
   // Unmount B from its page.
