@@ -648,7 +648,7 @@ const WORKER_POOL = `
    This loop lets TSYNCFS_WORKERS workers read or work at once; further requests wait in the
    kernel's queue, where a worker that has just replied finds the next without sleeping.
    A request that takes long (a read waiting for a peer, an fsync waiting for a commit) must
-   not hold the others back: a watchdog counts a request busy for TSYNCFS_SLOW_MS as slow,
+   not hold the others back: a watchdog counts a request busy for TSYNCFS_SLOW_NS as slow,
    and each slow request lets one more worker run until it ends. Workers never end before
    the loop does (libfuse's started and ended thousands for 20,000 small files): spare ones
    wait on a condition variable, not in read(2), where the kernel would wake them. */

@@ -137,7 +137,7 @@ test('content is lazy, cached once read, and EIO after --read-timeout with no pe
   //    request busy for 50 ms lets one more run: scripts/patch-fuse-native.js).
   const readers = 8
   const reads = Array.from({ length: readers }, (_, i) =>
-    `(dd if=${b.p('huge.bin')} of=/dev/null bs=64K count=1 iflag=skip_bytes skip=${200 * MiB + i * 4 * MiB} status=none 2>&1; echo "exit $?") &`)
+    `(dd if=${JSON.stringify(b.p('huge.bin'))} of=/dev/null bs=64K count=1 iflag=skip_bytes skip=${200 * MiB + i * 4 * MiB} status=none 2>&1; echo "exit $?") &`)
   let settled = false
   started = Date.now()
   const pending = sh(`${reads.join(' ')} wait`, { timeout: 60000 })
