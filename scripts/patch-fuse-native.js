@@ -23,12 +23,6 @@
 //    the event loop. JavaScript says which handles read which copy file at
 //    which offset (src/fs/direct-reads.ts), which blocks have a copy, and drains the blocks
 //    read so that the cache's LRU order stays true. Anything else goes to JavaScript.
-//  - thread locals reused: libfuse ends a worker thread once more than ten are idle and
-//    starts a new one when none is, and fuse-native gave every new thread a new uv_async
-//    handle (after a round trip to the event loop) that was never closed. libuv walks every
-//    async handle at each wake-up of the event loop, so with many writers the walk grew
-//    without end (11 % of the daemon's CPU after 20,000 files from 16 writers). A thread's
-//    locals now go back to a free list when it ends, for the next new thread.
 //  - listings: a directory made or listed here (tsyncfs_stat_cache_listing) keeps a hash of
 //    each child's path; a lookup of a name not in it is answered ENOENT in C (the lookup
 //    before every create). JavaScript reports every path whose existence may change, with
@@ -37,7 +31,9 @@
 //    ends a worker once more than ten are idle (with 16 writers it started and ended
 //    thousands). tsyncfs_loop_mt lets four workers read or work at once, so that requests
 //    queue in the kernel and a worker that replied takes the next without sleeping; each
-//    request busy for 50 ms (a read waiting for a peer) lets one more run. Workers stay.
+//    request busy for 50 ms (a read waiting for a peer) lets one more run. Workers stay
+//    until the loop ends, so fuse-native's state per thread (a uv_async handle, which libuv
+//    walks at every wake-up of the event loop) is made once per worker, not per request.
 //  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
 //    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
 //    calls it every 20 s). Node has no binding for it.
@@ -50,7 +46,7 @@ const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
 const built = path.join(dir, 'build', 'Release', 'fuse.node')
 // Marks the patched source (src/fs/mount.ts tells a patched addon by tsyncfs_stat_cache_clear).
-const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, reused thread locals, malloc_trim, worker pool */'
+const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, malloc_trim, worker pool */'
 
 const USER_XATTRS_ONLY = `
 #ifndef __APPLE__
@@ -629,18 +625,6 @@ NAPI_METHOD(tsyncfs_malloc_trim) {
 
 FUSE_METHOD(readdir,`
 
-const REUSED_LOCALS = `
-static void tsyncfs_release_thread_locals (void *data) {
-  fuse_thread_locals_t *l = (fuse_thread_locals_t *) data;
-  fuse_thread_t *ft = l->fuse;
-  uv_mutex_lock(&(ft->mut));
-  l->next_idle = ft->idle_locals;
-  ft->idle_locals = l;
-  uv_mutex_unlock(&(ft->mut));
-}
-
-static fuse_thread_locals_t* get_thread_locals () {`
-
 const WORKER_POOL = `
 /* libfuse 2.9's loop (fuse_loop_mt) starts a worker thread whenever none is idle, so every
    request in flight has a thread of its own, and every request costs that thread two sleeps
@@ -846,20 +830,6 @@ static int tsyncfs_loop_mt (struct fuse *fuse) {
 static void* start_fuse_thread (void *data) {`
 
 const PATCHES = [
-  ['  uv_async_t async;\n  uv_mutex_t mut;\n  uv_sem_t sem;\n} fuse_thread_t;', '  uv_async_t async;\n  uv_mutex_t mut;\n  uv_sem_t sem;\n  void *idle_locals; // ended threads\' locals, for new threads\n} fuse_thread_t;'],
-  ['  uv_async_t async;\n\n} fuse_thread_locals_t;', '  uv_async_t async;\n  void *next_idle;\n} fuse_thread_locals_t;'],
-  ['\nstatic fuse_thread_locals_t* get_thread_locals () {', REUSED_LOCALS],
-  ['  uv_mutex_lock(&(ft->mut));\n  ft->async.data = ft;\n', `  uv_mutex_lock(&(ft->mut));
-  fuse_thread_locals_t *idle = (fuse_thread_locals_t *) ft->idle_locals;
-  if (idle != NULL) {
-    ft->idle_locals = idle->next_idle;
-    pthread_setspecific(thread_locals_key, (void *) idle);
-    uv_mutex_unlock(&(ft->mut));
-    return idle;
-  }
-  ft->async.data = ft;
-`],
-  ['pthread_key_create(&(thread_locals_key), NULL); // TODO: add destructor', 'pthread_key_create(&(thread_locals_key), tsyncfs_release_thread_locals);'],
   ['FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)', 'FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5)'],
   ['\nFUSE_METHOD(listxattr,', USER_XATTRS_ONLY],
   ['ops.getxattr = fuse_native_getxattr;', 'ops.getxattr = TSYNCFS_GETXATTR;'],
