@@ -186,9 +186,9 @@ export class ContentStore {
       if (wasLocal) this.cache?.used(ref.core, index, await wasLocal)
       block = await getting
     } catch (err) {
-      throw new FsError('EIO', `block ${index} not available: ${(err as Error).message}`)
+      throw new FsError('EIO', `block ${index} not available: ${(err as Error).message} (${replicationOf(core)})`)
     }
-    if (!block) throw new FsError('EIO', `block ${index} not available`)
+    if (!block) throw new FsError('EIO', `block ${index} not available (${replicationOf(core)})`)
     if (!this.own.has(ref.core)) this.cache?.holds(ref.core, index, block.length)
     // The copy's encryption and write wait until the readers waiting for the block had it.
     setImmediate(() => this.keepCopy(ref, index, block))
@@ -251,4 +251,16 @@ export class ContentStore {
     await flush()
     return out
   }
+}
+
+/** Why a block may not have come, for the log: what hypercore knows of each peer of its
+ *  core. A peer that answered "not available" too often is paused by hypercore for good. */
+function replicationOf(core: Hypercore): string {
+  if (core.peers.length === 0) return 'no peer replicates this core'
+  return core.peers.map((p) => {
+    const s = p.stats
+    return `peer ${p.remotePublicKey.toString('hex').slice(0, 16)}: has ${p.remoteContiguousLength} of ${p.remoteLength} blocks${p.paused ? ', paused' : ''}, ` +
+      `${p.inflight} requests in flight, ${s.wireRequest.tx} sent, ${s.wireData.rx} answered with data, ` +
+      `${s.notAvailableBackoffs} "not available", ${s.backoffs} "invalid request"`
+  }).join('; ')
 }

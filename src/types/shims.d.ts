@@ -29,7 +29,15 @@ declare module 'hypercore' {
     opened: boolean
     closed: boolean
     manifest: unknown | null
-    peers: Array<{ remotePublicKey: Buffer }>
+    /** Internal in part: what hypercore knows of each peer replicating this core. */
+    peers: Array<{
+      remotePublicKey: Buffer
+      remoteLength: number
+      remoteContiguousLength: number
+      paused: boolean
+      inflight: number
+      stats: { wireRequest: { tx: number }; wireData: { rx: number }; backoffs: number; notAvailableBackoffs: number }
+    }>
     ready(): Promise<void>
     close(): Promise<void>
     get(index: number, opts?: { wait?: boolean; timeout?: number; valueEncoding?: unknown }): Promise<Buffer | null>
