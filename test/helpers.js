@@ -98,6 +98,11 @@ class Device {
     }).join('')
   }
 
+  /** The first line of this daemon's log that says why a block could not be read ('' if none). */
+  failedReadLine () {
+    return this.log().split('\n').find((l) => /I\/O error: EIO: block \d+ not available/.test(l)) || ''
+  }
+
   async mount (secret, extra = []) {
     const res = await this.cli(['mount', secret, this.mnt, '--data-dir', this.dataDir, ...extra])
     if (res.code !== 0) throw new Error(`mount failed (${res.code}): ${res.stderr}`)

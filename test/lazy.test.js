@@ -156,6 +156,6 @@ test('content is lazy, cached once read, and EIO after --read-timeout with no pe
   t.is(count('Input/output error'), readers, `each read of content no peer has fails with EIO (${out.trim().split('\n').slice(0, 2).join('; ')})`)
   t.is(count('exit 1'), readers, 'and dd exits with 1')
   t.ok(ms >= 2500 && ms < 30000, `after about the read timeout (${ms} ms)`)
-  const why = b.log().split('\n').find((l) => /I\/O error: EIO: block \d+ not available/.test(l)) || ''
+  const why = b.failedReadLine()
   t.ok(why.includes('(no peer replicates this core)'), `the daemon's log says why the read failed (${why.trim()})`)
 })
