@@ -34,6 +34,8 @@
 //    request busy for 50 ms (a read waiting for a peer) lets one more run. Workers stay
 //    until the loop ends, so fuse-native's state per thread (a uv_async handle, which libuv
 //    walks at every wake-up of the event loop) is made once per worker, not per request.
+//  - readdir: its stats may come packed in one Uint32Array, which src/fs/ops.ts fills from the
+//    index's child nodes (index.js passes it on as it is).
 //  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
 //    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
 //    calls it every 20 s). Node has no binding for it.
@@ -46,7 +48,7 @@ const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
 const built = path.join(dir, 'build', 'Release', 'fuse.node')
 // Marks the patched source (src/fs/mount.ts tells a patched addon by tsyncfs_stat_cache_clear).
-const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, malloc_trim, worker pool */'
+const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, malloc_trim, worker pool, packed readdir stats */'
 
 const USER_XATTRS_ONLY = `
 #ifndef __APPLE__
@@ -68,6 +70,9 @@ const STAT_CACHE = `
 #include <time.h>
 #define TSYNCFS_SLOTS 16384
 #define TSYNCFS_MAX_ENTRIES 16384 /* what a few listings need: full, it starts over */
+/* Entries live in one arena, taken in turn and let go all at once when the table starts
+   over: \`find\` of 100,000 files stored each stat with a malloc and freed it soon after. */
+#define TSYNCFS_ARENA_BYTES (TSYNCFS_MAX_ENTRIES * 256)
 #define TSYNCFS_TTL_NS 1000000000LL
 
 typedef struct tsyncfs_stat_entry {
@@ -79,6 +84,8 @@ typedef struct tsyncfs_stat_entry {
 } tsyncfs_stat_entry_t;
 
 static tsyncfs_stat_entry_t *tsyncfs_slots[TSYNCFS_SLOTS];
+static char *tsyncfs_arena = NULL;
+static size_t tsyncfs_arena_used = 0;
 static pthread_rwlock_t tsyncfs_lock = PTHREAD_RWLOCK_INITIALIZER;
 static _Atomic uint64_t tsyncfs_generation = 1;
 static uint64_t tsyncfs_table_generation = 0;
@@ -108,12 +115,19 @@ static tsyncfs_stat_entry_t *tsyncfs_find (const char *path, uint64_t h) {
 }
 
 static void tsyncfs_free_stats (void) {
-  for (size_t i = 0; i < TSYNCFS_SLOTS; i++) {
-    tsyncfs_stat_entry_t *e = tsyncfs_slots[i];
-    while (e) { tsyncfs_stat_entry_t *next = e->next; free(e); e = next; }
-    tsyncfs_slots[i] = NULL;
-  }
+  memset(tsyncfs_slots, 0, sizeof(tsyncfs_slots));
+  tsyncfs_arena_used = 0;
   tsyncfs_entries = 0;
+}
+
+/* Room for an entry with a path of n bytes, NULL if the arena is full (or not there). */
+static tsyncfs_stat_entry_t *tsyncfs_arena_take (size_t n) {
+  size_t bytes = (sizeof(tsyncfs_stat_entry_t) + n + 1 + 7) & ~(size_t) 7;
+  if (tsyncfs_arena == NULL) tsyncfs_arena = malloc(TSYNCFS_ARENA_BYTES);
+  if (tsyncfs_arena == NULL || tsyncfs_arena_used + bytes > TSYNCFS_ARENA_BYTES) return NULL;
+  tsyncfs_stat_entry_t *e = (tsyncfs_stat_entry_t *) (tsyncfs_arena + tsyncfs_arena_used);
+  tsyncfs_arena_used += bytes;
+  return e;
 }
 
 /* Listings: the directories whose every child JavaScript has named (a hash of each child's
@@ -223,7 +237,29 @@ static tsyncfs_listing_t **tsyncfs_parent_listing_ref (const char *path) {
 
 /* The path of a name in dir, into buf; its length, as snprintf gives it. */
 static int tsyncfs_child_path (const char *dir, const char *name, char *buf, size_t size) {
-  return snprintf(buf, size, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
+  size_t d = strcmp(dir, "/") == 0 ? 0 : strlen(dir);
+  size_t n = strlen(name);
+  if (d + 1 + n >= size) return (int) (d + 1 + n); /* does not fit, as snprintf would say */
+  memcpy(buf, dir, d);
+  buf[d] = '/';
+  memcpy(buf + d + 1, name, n + 1);
+  return (int) (d + 1 + n);
+}
+
+/* With the write lock: a new entry for the path (of n bytes, hash h), linked; NULL if there
+   is no memory. A full arena starts the table over. */
+static tsyncfs_stat_entry_t *tsyncfs_stat_link (const char *path, size_t n, uint64_t h) {
+  tsyncfs_stat_entry_t *e = tsyncfs_arena_take(n);
+  if (e == NULL) {
+    tsyncfs_free_stats();
+    if ((e = tsyncfs_arena_take(n)) == NULL) return NULL;
+  }
+  memcpy(e->path, path, n + 1);
+  e->hash = h;
+  e->next = tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)];
+  tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)] = e;
+  tsyncfs_entries++;
+  return e;
 }
 
 /* Called on the JavaScript thread, like tsyncfs_stat_cache_clear and _forget: none runs in between. */
@@ -234,13 +270,7 @@ static void tsyncfs_stat_put_path (const char *path, const struct stat *st) {
   tsyncfs_sync_generation();
   if (tsyncfs_entries >= TSYNCFS_MAX_ENTRIES) tsyncfs_free_stats();
   tsyncfs_stat_entry_t *e = tsyncfs_find(path, h);
-  if (!e && (e = malloc(sizeof(*e) + n + 1)) != NULL) {
-    memcpy(e->path, path, n + 1);
-    e->hash = h;
-    e->next = tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)];
-    tsyncfs_slots[h & (TSYNCFS_SLOTS - 1)] = e;
-    tsyncfs_entries++;
-  }
+  if (e == NULL) e = tsyncfs_stat_link(path, n, h);
   if (e) { e->st = *st; e->filled = tsyncfs_now(); }
   pthread_rwlock_unlock(&tsyncfs_lock);
 }
@@ -301,10 +331,7 @@ NAPI_METHOD(tsyncfs_stat_cache_forget) {
   tsyncfs_sync_generation();
   tsyncfs_stat_entry_t **ref = tsyncfs_find_ref(path, h);
   if (*ref) {
-    tsyncfs_stat_entry_t *e = *ref;
-    *ref = e->next;
-    free(e);
-    tsyncfs_entries--;
+    *ref = (*ref)->next; /* its arena space returns when the table starts over */
   }
   tsyncfs_listing_t **own = tsyncfs_listing_ref(path, h);
   if (*own) tsyncfs_listing_free(own);
@@ -829,6 +856,34 @@ static int tsyncfs_loop_mt (struct fuse *fuse) {
 
 static void* start_fuse_thread (void *data) {`
 
+// readdir takes its stats packed in one Uint32Array (18 numbers per entry, fuse-native's
+// layout) as well as one array per entry: src/fs/ops.ts writes them straight there, and a
+// listing of 1,000 files costs no 1,000 typed arrays.
+const READDIR_PACKED_LENGTH = `  uint32_t *packed_stats = NULL;
+  size_t packed_bytes = 0;
+  bool stats_in_array = false;
+  napi_is_array(env, argv[3], &stats_in_array);
+  if (!stats_in_array && napi_get_buffer_info(env, argv[3], (void **) &packed_stats, &packed_bytes) == napi_ok) {
+    stats_length = (uint32_t) (packed_bytes / (18 * sizeof(uint32_t)));
+  } else {
+    packed_stats = NULL;
+    napi_get_array_length(env, argv[3], &stats_length);
+  }`
+
+const READDIR_STAT = `
+/* Entry i's stat as readdir got it: packed, or fuse-native's array of one Uint32Array per
+   entry; NULL if it is not there. */
+static uint32_t *tsyncfs_readdir_stat (napi_env env, napi_value stats, uint32_t *packed, uint32_t i) {
+  if (packed != NULL) return packed + 18 * (size_t) i;
+  napi_value stat;
+  void *data = NULL;
+  size_t bytes = 0;
+  if (napi_get_element(env, stats, i, &stat) != napi_ok || napi_get_buffer_info(env, stat, &data, &bytes) != napi_ok) return NULL;
+  return bytes >= 18 * sizeof(uint32_t) ? (uint32_t *) data : NULL;
+}
+
+FUSE_METHOD(readdir,`
+
 const PATCHES = [
   ['FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)', 'FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5)'],
   ['\nFUSE_METHOD(listxattr,', USER_XATTRS_ONLY],
@@ -836,10 +891,17 @@ const PATCHES = [
   ['\nFUSE_METHOD(fgetattr,', STAT_CACHE],
   ['      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);',
     '      tsyncfs_stat_put(l->path, name, &st);\n      int err = l->readdir_filler((char *) l->buf, name, (struct stat *) &st, 0);'],
+  ['  napi_get_array_length(env, argv[3], &stats_length);', READDIR_PACKED_LENGTH],
+  [`      napi_value raw_stat;
+      napi_get_element(env, raw_stats, i, &raw_stat);
+
+      NAPI_BUFFER_CAST(uint32_t*, stats_array, raw_stat);`, `      uint32_t *stats_array = tsyncfs_readdir_stat(env, raw_stats, packed_stats, i);
+      if (stats_array == NULL) break;`],
   ['if (implemented[op_getattr]) ops.getattr = fuse_native_getattr;', 'if (implemented[op_getattr]) ops.getattr = tsyncfs_getattr;'],
   ['if (implemented[op_fgetattr]) ops.fgetattr = fuse_native_fgetattr;', 'if (implemented[op_fgetattr]) ops.fgetattr = tsyncfs_fgetattr;'],
   ['\nFUSE_METHOD(readdir,', DIRECT_READS],
   ['\nFUSE_METHOD(readdir,', MALLOC_TRIM], // the anchor that DIRECT_READS ends with
+  ['\nFUSE_METHOD(readdir,', READDIR_STAT], // and MALLOC_TRIM
   ['if (implemented[op_read]) ops.read = fuse_native_read;', 'if (implemented[op_read]) ops.read = tsyncfs_read;'],
   ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_put)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_forget)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_listing)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
     ['reset', 'core', 'mark', 'open', 'close', 'drain'].map((name) => `  NAPI_EXPORT_FUNCTION(tsyncfs_copies_${name})\n`).join('')],
@@ -855,6 +917,12 @@ function restoreGyp () {
   fs.renameSync(gyp + '.orig', gyp)
   return true
 }
+// fuse-native's JavaScript would map packed readdir stats element by element.
+const INDEX_PATCHES = [
+  ['      if (stats) stats = stats.map(getStatArray)', '      if (stats && !ArrayBuffer.isView(stats)) stats = stats.map(getStatArray) // patched by tsyncfs: packed stats pass as they are']
+]
+patch(path.join(dir, 'index.js'), INDEX_PATCHES, 'patched by tsyncfs')
+
 const changed = [patch(source, PATCHES, 'patched by tsyncfs'), restoreGyp()].some(Boolean)
 
 // Also when an earlier rebuild failed after the source was patched: the addon is older.

@@ -244,6 +244,21 @@ test('conflictName format', async (t) => {
 
 // --- merged index ---
 
+/** Each directory's child nodes are the very nodes `get` gives for their paths, and
+ *  every visible path is among its parent's children (listings read stats from them). */
+function childNodesAgree (t, idx, label) {
+  let ok = true
+  for (const [p, node] of idx.nodes()) {
+    if (p === '/') continue
+    const parent = p.slice(0, p.lastIndexOf('/')) || '/'
+    if (idx.childNodes(parent).get(p.slice(p.lastIndexOf('/') + 1)) !== node) ok = false
+  }
+  for (const [p] of idx.nodes()) {
+    for (const [name, node] of idx.childNodes(p)) if (idx.get((p === '/' ? '' : p) + '/' + name) !== node) ok = false
+  }
+  t.ok(ok, `${label}: the child nodes are the visible nodes`)
+}
+
 test('MergedIndex: implicit parent directories come and go with their children', async (t) => {
   const idx = new MergedIndex()
   t.alike(idx.list('/'), [])
@@ -263,6 +278,7 @@ test('MergedIndex: implicit parent directories come and go with their children',
   t.alike(idx.list('/a/b'), ['c.txt'])
   t.is(idx.get('/a/b/c.txt').implicit, false)
   t.alike([...idx.walk('/')], ['/', '/a', '/a/b', '/a/b/c.txt'], 'walk lists parents before children')
+  childNodesAgree(t, idx, 'implicit parents')
 
   // the child goes: its implicit parents go too
   idx.put(X, '/a/b/c.txt', tombstone(file(X, { [X]: 1 }), { [X]: 2 }))
@@ -271,6 +287,7 @@ test('MergedIndex: implicit parent directories come and go with their children',
   t.is(idx.get('/a'), undefined, 'and the grandparent')
   t.alike(reported.slice(3).sort(), ['/a', '/a/b', '/a/b/c.txt'], 'and reported when they go')
   t.alike(idx.list('/'), [], 'the root is empty again')
+  childNodesAgree(t, idx, 'after the child went')
 
   // a real parent stays when its child goes
   idx.put(X, '/real', dir(X, { [X]: 3 }))
@@ -280,6 +297,7 @@ test('MergedIndex: implicit parent directories come and go with their children',
   t.ok(idx.get('/real'), 'an explicit directory stays when emptied')
   t.alike(idx.list('/real'), [])
   t.alike(idx.list('/'), ['real'])
+  childNodesAgree(t, idx, 'an emptied real directory')
 })
 
 test('MergedIndex: a child keeps its deleted parent visible (implicitly) until it goes', async (t) => {
@@ -294,6 +312,7 @@ test('MergedIndex: a child keeps its deleted parent visible (implicitly) until i
   t.is(idx.get('/p').entry.type, 'dir')
   t.alike(idx.list('/p'), ['new.txt'])
   t.alike(idx.list('/'), ['p'])
+  childNodesAgree(t, idx, 'a deleted parent kept implicitly')
 
   idx.put(Y, '/p/new.txt', tombstone(file(Y, { [Y]: 1 }), { [Y]: 2 }))
   t.is(idx.get('/p/new.txt'), undefined)
@@ -307,6 +326,7 @@ test('MergedIndex: a child keeps its deleted parent visible (implicitly) until i
   t.is(idx.get('/q'), undefined)
   idx.put(X, '/q/child', file(X, { [X]: 5 }))
   t.ok(idx.get('/q') && idx.get('/q').implicit && idx.get('/q').entry.type === 'dir', 'a deleted file\'s path can become an implicit directory')
+  childNodesAgree(t, idx, 'a deleted file path as an implicit directory')
   idx.put(X, '/q/child', tombstone(file(X, { [X]: 5 }), { [X]: 6 }))
   t.is(idx.get('/q'), undefined)
 })
@@ -326,6 +346,7 @@ test('MergedIndex: conflict copies appear in the parent listing', async (t) => {
   t.is(idx.get(copy).entry.hash, mine.hash, 'the loser is shown under its conflict name')
   t.alike(idx.conflictedPaths(), ['/docs/note.txt'])
   t.alike(idx.conflictCopies('/docs/note.txt').map(([name]) => name), [copy])
+  childNodesAgree(t, idx, 'a conflict copy')
 
   // A write that saw both versions settles the conflict: the copy disappears.
   idx.put(X, '/docs/note.txt', file(X, { [X]: 3, [Y]: 1 }, { hash: 'merged' }))
@@ -338,6 +359,7 @@ test('MergedIndex: conflict copies appear in the parent listing', async (t) => {
   idx.put(Y, '/deep/x', file(Y, { [Y]: 1 }, { mtime: 2000, hash: 'b' }))
   t.is(idx.list('/deep').length, 2, 'the winner and the conflict copy are listed')
   t.ok(idx.list('/deep').includes('x.sync-conflict-19700101-000001-' + shortDevice(X)))
+  childNodesAgree(t, idx, 'conflicts below an implicit directory')
 })
 
 // --- secrets ---

@@ -89,10 +89,9 @@ export function createOps(folder: Folder, opts: OpsOptions): Record<string, Call
     // With their stats, which fuse-native's patched addon keeps for the getattr calls that
     // follow (ls -l, find): one round trip for a directory, not one per entry.
     readdir: (path: string, cb: Callback) => call(cb, () => {
-      const names = folder.readdir(path)
+      const { names, stats } = folder.listing(path)
       opts.stats.listed(path, names)
-      const dir = path === '/' ? '' : path
-      return { names, stats: names.map((name) => toStat(folder.stat(`${dir}/${name}`))) }
+      return { names, stats: opts.stats.forReaddir(stats.map(toStat)) }
     }, (done, { names, stats }) => done(0, names, stats)),
     readlink: (path: string, cb: Callback) => call(cb, () => folder.readlink(path), withValue),
     statfs: (_path: string, cb: Callback) => call(cb, () => statfs(folder, opts.dataDir), withValue),

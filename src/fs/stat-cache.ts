@@ -29,7 +29,7 @@ export class StatCache {
 
   /** Keeps `stat` as `path`'s until the path changes (at most a second); returns it. */
   put<T extends FuseStat>(path: string, stat: T): T {
-    this.binding.tsyncfs_stat_cache_put?.(path, statArray(stat))
+    this.binding.tsyncfs_stat_cache_put?.(path, statsArray([stat]))
     return stat
   }
 
@@ -40,29 +40,39 @@ export class StatCache {
     else clear?.()
   }
 
+  /** readdir's stats in the form the addon takes: packed in one array if it is the patched
+   *  one (scripts/patch-fuse-native.js), which costs no typed array per entry. */
+  forReaddir(stats: FuseStat[]): Uint32Array | FuseStat[] {
+    return this.binding.tsyncfs_stat_cache_put ? statsArray(stats) : stats
+  }
+
   /** `names` are every child `dir` has now (names never hold a slash). */
   listed(dir: string, names: readonly string[]): void {
     this.binding.tsyncfs_stat_cache_listing?.(dir, names.join('/'))
   }
 }
 
-/** fuse-native's layout of a stat (its getStatArray), which the addon's populate_stat reads:
- *  64-bit numbers as two 32-bit halves, low first; times in milliseconds. */
-function statArray(stat: FuseStat): Uint32Array {
-  const ints = new Uint32Array(18)
+/** The stats one after the other in fuse-native's layout (its getStatArray: 18 numbers
+ *  each), which the addon's populate_stat reads, and its readdir too when they are packed
+ *  so: 64-bit numbers as two 32-bit halves, low first; times in milliseconds. */
+function statsArray(stats: readonly FuseStat[]): Uint32Array {
+  const ints = new Uint32Array(18 * stats.length)
   const put64 = (i: number, n: number): void => {
     ints[i] = n % 4294967296
     ints[i + 1] = Math.floor(n / 4294967296)
   }
-  ints[0] = stat.mode
-  ints[1] = stat.uid
-  ints[2] = stat.gid
-  put64(3, stat.size)
-  ints[6] = stat.nlink
-  ints[9] = stat.blksize
-  put64(10, stat.blocks)
-  put64(12, stat.atime.getTime())
-  put64(14, stat.mtime.getTime())
-  put64(16, stat.ctime.getTime())
+  stats.forEach((stat, k) => {
+    const at = 18 * k
+    ints[at] = stat.mode
+    ints[at + 1] = stat.uid
+    ints[at + 2] = stat.gid
+    put64(at + 3, stat.size)
+    ints[at + 6] = stat.nlink
+    ints[at + 9] = stat.blksize
+    put64(at + 10, stat.blocks)
+    put64(at + 12, stat.atime.getTime())
+    put64(at + 14, stat.mtime.getTime())
+    put64(at + 16, stat.ctime.getTime())
+  })
   return ints
 }

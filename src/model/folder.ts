@@ -230,11 +230,13 @@ export class Folder extends EventEmitter {
   // --- reading ---
 
   stat(p: string): Stat {
+    return this.stagedStat(p) ?? statOf(this.entry(p))
+  }
+
+  /** The stat of a file open for writing here, whose size and mtime are ahead of its entry. */
+  private stagedStat(p: string): Stat | null {
     const staged = this.staged.get(p)
-    if (staged && !staged.unlinked) return { type: 'file', mode: typeBits('file') | staged.mode, size: staged.size, mtime: staged.mtime }
-    const entry = this.entry(p)
-    const size = entry.type === 'dir' ? 4096 : entry.type === 'symlink' ? Buffer.byteLength(entry.target ?? '') : entry.size
-    return { type: entry.type, mode: typeBits(entry.type) | entry.mode, size, mtime: entry.mtime }
+    return staged && !staged.unlinked ? { type: 'file', mode: typeBits('file') | staged.mode, size: staged.size, mtime: staged.mtime } : null
   }
 
   exists(p: string): boolean {
@@ -244,6 +246,19 @@ export class Folder extends EventEmitter {
   readdir(p: string): string[] {
     if (this.entry(p).type !== 'dir') fail('ENOTDIR', p)
     return this.index.list(p)
+  }
+
+  /** A directory's children with their stats, as `readdir` and `stat` of each would give. */
+  listing(p: string): { names: string[]; stats: Stat[] } {
+    if (this.entry(p).type !== 'dir') fail('ENOTDIR', p)
+    const names: string[] = []
+    const stats: Stat[] = []
+    const dir = p === '/' ? '' : p
+    for (const [name, node] of this.index.childNodes(p)) {
+      names.push(name)
+      stats.push((this.staged.size > 0 ? this.stagedStat(`${dir}/${name}`) : null) ?? statOf(node.entry))
+    }
+    return { names, stats }
   }
 
   readlink(p: string): string {
@@ -839,4 +854,9 @@ function dominatedBy(v: VersionVector, base: VersionVector): boolean {
 /** open(2) flags that write: O_WRONLY or O_RDWR. */
 export function opensForWrite(flags: number): boolean {
   return (flags & O_ACCMODE) !== 0
+}
+
+function statOf(entry: Entry): Stat {
+  const size = entry.type === 'dir' ? 4096 : entry.type === 'symlink' ? Buffer.byteLength(entry.target ?? '') : entry.size
+  return { type: entry.type, mode: typeBits(entry.type) | entry.mode, size, mtime: entry.mtime }
 }
