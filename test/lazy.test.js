@@ -158,4 +158,15 @@ test('content is lazy, cached once read, and EIO after --read-timeout with no pe
   t.ok(ms >= 2500 && ms < 30000, `after about the read timeout (${ms} ms)`)
   const why = b.failedReadLine()
   t.ok(why.includes('(no peer replicates this core)'), `the daemon's log says why the read failed (${why.trim()})`)
+
+  // 5. A pin fetches in the background, where no read times out: with no peer, the log
+  //    says after about the read timeout that the download stalled, and why.
+  const pin = await b.cli(['pin', b.p('huge.bin')])
+  t.is(pin.code, 0, `B pins the file with no peer ${pin.stderr}`)
+  const stalled = () => b.log().split('\n').find((l) => l.includes('(a pinned file) stalled')) || ''
+  const pinned = Date.now()
+  await waitFor(async () => stalled() !== '', { timeout: 20000, message: 'the stalled pin in B\'s log' })
+  const pinMs = Date.now() - pinned
+  t.ok(pinMs >= 2000, `reported after about the 3 s read timeout (${pinMs} ms)`)
+  t.ok(/no block came for \d+ s \(no peer replicates this core\)/.test(stalled()), `with what hypercore knows of the peers (${stalled().trim()})`)
 })

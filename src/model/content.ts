@@ -27,6 +27,12 @@ export class ContentStore {
   cache: BlockCache | null = null
   onCopyError: ((err: Error) => void) | null = null
   private lastCopyError = 0
+  /** Whole files being fetched (pins, --keep-all): no read waits for them, so a stall
+   *  would go unnoticed; one that gets no block for the read timeout is reported here. */
+  onStall: ((err: Error) => void) | null = null
+  private readonly wholeFiles = new Map<string, { ref: ContentRef; since: number; reported: boolean }>()
+  private readonly lastBlockAt = new Map<string, number>()
+  private stallTimer: NodeJS.Timeout | null = null
   /** Copies of cached blocks that were read, for re-reads at disk speed. */
   copies: ReadCopies | null = null
 
@@ -55,7 +61,10 @@ export class ContentStore {
     let core = this.cores.get(hex)
     if (!core) {
       core = this.store.get({ key: Buffer.from(hex, 'hex'), encryption: this.contentKey ? { key: this.contentKey } : null })
-      core.on('download', (index: number, bytes: number) => this.cache?.added(hex, index, bytes))
+      core.on('download', (index: number, bytes: number) => {
+        this.lastBlockAt.set(hex, Date.now())
+        this.cache?.added(hex, index, bytes)
+      })
       this.cores.set(hex, core)
     }
     return core
@@ -88,7 +97,33 @@ export class ContentStore {
 
   /** Starts fetching a whole file in the background (pinned, or a full mirror). */
   fetchAll(ref: ContentRef): void {
-    this.download(this.core(ref), ref, 0, ref.blockLength)
+    const id = `${ref.core}:${ref.blockOffset}`
+    this.wholeFiles.set(id, { ref, since: Date.now(), reported: false })
+    this.download(this.core(ref), ref, 0, ref.blockLength).finally(() => this.wholeFiles.delete(id))
+    if (!this.stallTimer) {
+      this.stallTimer = setInterval(() => this.reportStalls(), Math.max(500, this.readTimeoutMs / 2))
+      this.stallTimer.unref()
+    }
+  }
+
+  /** Reports each whole-file download that got no block of its core for the read timeout,
+   *  with what hypercore knows of the core's peers; again only after blocks came meanwhile. */
+  private reportStalls(): void {
+    const now = Date.now()
+    for (const fetch of this.wholeFiles.values()) {
+      const quietSince = Math.max(fetch.since, this.lastBlockAt.get(fetch.ref.core) ?? 0)
+      if (quietSince > fetch.since && fetch.reported) fetch.reported = false
+      if (fetch.reported || now - quietSince < this.readTimeoutMs) continue
+      fetch.reported = true
+      fetch.since = now
+      const { ref } = fetch
+      this.onStall?.(new Error(`fetching blocks ${ref.blockOffset}-${ref.blockOffset + ref.blockLength - 1} of core ${ref.core.slice(0, 16)} (a pinned file) stalled: ` +
+        `no block came for ${Math.round((now - quietSince) / 1000)} s (${replicationOf(this.core(ref))})`))
+    }
+    if (this.wholeFiles.size === 0 && this.stallTimer) {
+      clearInterval(this.stallTimer)
+      this.stallTimer = null
+    }
   }
 
   /** Bytes of a file whose blocks are on this disk. */
@@ -152,8 +187,9 @@ export class ContentStore {
     for (let i = start; i < end; i++) this.readAheadLocal(core, ref, ref.blockOffset + i)
   }
 
-  private download(core: Hypercore, ref: ContentRef, start: number, end: number): void {
-    core.download({ start: ref.blockOffset + start, end: ref.blockOffset + end }).done().catch(() => {})
+  /** Settles when the blocks are here, or the download ends otherwise (never rejects). */
+  private download(core: Hypercore, ref: ContentRef, start: number, end: number): Promise<void> {
+    return core.download({ start: ref.blockOffset + start, end: ref.blockOffset + end }).done().catch(() => {})
   }
 
   private readAheadLocal(core: Hypercore, ref: ContentRef, index: number): void {

@@ -94,6 +94,7 @@ export class Folder extends EventEmitter {
   constructor(private readonly opts: FolderOptions) {
     super()
     this.content = new ContentStore(opts.store, opts.keys.contentKey, opts.readTimeoutMs)
+    this.content.onStall = (err) => this.emit('warning', err)
     this.staging = new StagingArea(path.join(opts.dir, 'staging'), path.join(opts.dir, 'write-back.journal'))
   }
 
