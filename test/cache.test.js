@@ -241,6 +241,33 @@ test('a 64 MiB cache stays bounded over 256 MiB of reads; evicted content is re-
   t.comment(`runtime ${((Date.now() - started) / 1000).toFixed(1)} s; disk max ${mib(s1.maxDisk)} during 256 MiB of reads, ${mib(disk1)} after, ${mib(allocated)} allocated after unmount; with own content max ${mib(s2.maxDisk)}, settled ${mib(settled)}`)
 })
 
+test('this device\'s own files get read copies too, in room the cache leaves, and re-read intact from them', { timeout: 120000 }, async (t) => {
+  const bootstrap = await startTestnet(t)
+  const secret = await newSecret()
+  const a = new Device(t, bootstrap, 'A')
+  t.teardown(() => sh(`rm -f ${a.dir}/own.bin`))
+  await a.mount(secret, ['--cache-size', '64M'])
+  const size = 8 * MiB + 12345 // a short last block
+  const r = await sh(`head -c ${size} /dev/urandom > ${a.dir}/own.bin && cp ${a.dir}/own.bin ${JSON.stringify(a.p('own.bin'))}`)
+  t.is(r.code, 0, `A writes an 8 MiB file of its own ${r.stderr}`)
+  // A new mount: the kernel keeps no page of the file, so the reads reach the daemon.
+  await stop(a)
+  await a.mount(secret, ['--cache-size', '64M'])
+  t.is((await cacheStatus(a)).copyBytes, 0, 'no copies after a restart')
+  const first = await cmp(a, 'own.bin', `${a.dir}/own.bin`)
+  t.ok(first.ok, `A reads its own file from its log, intact ${first.out}`)
+  const cache = await waitFor(async () => {
+    const c = await cacheStatus(a)
+    return c.copyBytes === size && c
+  }, { timeout: 10000, message: 'copies of the whole file' })
+  t.pass(`cache --json counts copies of the whole file (${cache.copyBytes} bytes)`)
+  t.is(cache.localBytes, 0, 'its blocks are no cache: localBytes stays 0')
+  t.is(cache.hits + cache.misses, 0, 'and its reads are no cache hits or misses')
+  await sh('sync && echo 1 > /proc/sys/vm/drop_caches') // the next read reaches the daemon again
+  const again = await cmp(a, 'own.bin', `${a.dir}/own.bin`)
+  t.ok(again.ok, `the re-read, from the copies, is intact ${again.out}`)
+})
+
 test('bad cache input: a bad size, a limit below the pins, pins outside a mount or over the limit', { timeout: 400000 }, async (t) => {
   const bootstrap = await startTestnet(t)
   const secret = await newSecret()

@@ -603,7 +603,9 @@ test('ReadCopies: a copy reads back, a drop frees its space, a write overlapped 
   await reopened.close()
 })
 
-test('BlockCache: read copies count toward the limit, go with their blocks, and a pinned block loses only its copy', async (t) => {
+/** A BlockCache with `limit` in a fresh dir, over a backend that records its calls; the
+ *  core 'own' is this device's own. */
+async function blockCache (t, limit) {
   const { BlockCache } = require('../dist/cache/block-cache')
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tsyncfs-cache-'))
   t.teardown(() => fsp.rm(dir, { recursive: true, force: true }))
@@ -611,9 +613,15 @@ test('BlockCache: read copies count toward the limit, go with their blocks, and 
   const backend = {
     clear: async (core, index) => { calls.push(`clear ${core}:${index}`) },
     dropCopy: async (core, index) => { calls.push(`dropCopy ${core}:${index}`) },
-    compact: async () => {}
+    compact: async () => {},
+    isOwn: (core) => core === 'own'
   }
-  const cache = new BlockCache(path.join(dir, 'cache.json'), 1000, backend, (err) => t.fail(err.message))
+  const file = path.join(dir, 'cache.json')
+  return { cache: new BlockCache(file, limit, backend, (err) => t.fail(err.message)), calls, file }
+}
+
+test('BlockCache: read copies count toward the limit, go with their blocks, and a pinned block loses only its copy', async (t) => {
+  const { cache, calls } = await blockCache(t, 1000)
   cache.added('c', 0, 300)
   t.ok(cache.copied('c', 0, 300), 'a copy of a cached block is counted')
   t.absent(cache.copied('c', 9, 300), 'a copy of a block not in the cache is refused')
@@ -634,6 +642,30 @@ test('BlockCache: read copies count toward the limit, go with their blocks, and 
   t.ok(calls[0] === 'clear c:0', `the least recently used block went first, with its copy (${calls.join(', ')})`)
   t.ok(!calls.includes('clear c:1'), 'the pinned block stayed')
   await cache.close()
+})
+
+test('BlockCache: this device\'s own blocks get read copies in room the cache leaves, which go first; the blocks stay and count no hits', async (t) => {
+  const { cache, calls, file } = await blockCache(t, 1000)
+  cache.added('c', 0, 600)
+  t.ok(cache.takesCopy('own', 4), 'an own block takes a copy, though it is not in the cache')
+  t.ok(cache.copied('own', 4, 300), 'and its copy is counted')
+  let s = cache.stats()
+  t.is(s.copyBytes, 300, 'copyBytes counts it')
+  t.is(s.localBytes, 600, 'localBytes does not count the own block itself')
+  t.absent(cache.takesCopy('own', 5), 'at the low water (900 of 1000), own blocks take no copy')
+  cache.used('own', 4, true)
+  cache.usedDirect('own', 4)
+  s = cache.stats()
+  t.is(s.hits + s.misses + s.directHits, 0, 'reads of own content are no cache hits or misses')
+  cache.added('c', 1, 200) // 1100 bytes: over the limit; the own copy is the most recently used
+  await cache.evict()
+  t.alike(calls, ['dropCopy own:4'], 'eviction drops the own block\'s copy first, and never the block')
+  s = cache.stats()
+  t.is(s.copyBytes, 0, 'the copy is no longer counted')
+  t.is(s.localBytes, 800, 'the cached blocks stayed')
+  await cache.close()
+  const saved = JSON.parse(await fsp.readFile(file, 'utf8'))
+  t.alike(saved.blocks.map(([key]) => key).sort(), ['c:0', 'c:1'], 'the bookkeeping saves no record of own content')
 })
 
 test('ContentStore.compact frees a core\'s cleared blocks, though the store collects no blob garbage in the background', async (t) => {

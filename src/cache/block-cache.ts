@@ -12,6 +12,8 @@ export interface CacheBackend {
   dropCopy(core: string, index: number): Promise<void>
   /** Returns the space of cleared blocks to the disk, for these cores only. */
   compact(cores: string[]): Promise<void>
+  /** This device's own content: never cache, but its read copies are. */
+  isOwn(core: string): boolean
 }
 
 export interface CacheStats {
@@ -30,7 +32,8 @@ export interface CacheStats {
 }
 
 /** `copy`: bytes of the block's read copy; copies do not outlive the process, so they are
- *  not saved. */
+ *  not saved. A block of this device's own content has a record only while it has a copy,
+ *  with 0 bytes: the block itself is not cache. */
 interface BlockRecord { bytes: number; lastUse: number; copy: number }
 
 const SAVE_EVERY_MS = 2000
@@ -81,7 +84,7 @@ export class BlockCache {
     this.saveTimer = null
     if (!this.dirty) return
     this.dirty = false
-    const blocks = [...this.blocks].map(([key, b]) => [key, b.bytes, b.lastUse])
+    const blocks = [...this.blocks].filter(([, b]) => b.bytes > 0).map(([key, b]) => [key, b.bytes, b.lastUse])
     await saveJson(this.file, { blocks, hits: this.hits, directHits: this.directHits, misses: this.misses })
   }
 
@@ -103,17 +106,23 @@ export class BlockCache {
   }
 
   /** Whether a read copy of this block would be kept: it is in the cache and not pinned
-   *  (pinned blocks are not evicted, so their copies could not be either). */
+   *  (pinned blocks are not evicted, so their copies could not be either), or it is this
+   *  device's own and the cache has room to spare. Copies of own content are rebuilt from
+   *  a local read, blocks of others' content from the network: the former only take room
+   *  the latter leave, and go first. */
   takesCopy(core: string, index: number): boolean {
     const key = BlockCache.key(core, index)
+    if (this.backend.isOwn(core)) return this.total < this.limit * LOW_WATER
     return this.blocks.has(key) && !this.pinned.has(key)
   }
 
-  /** A read copy of a cached block was written; false if the block is not (or no longer)
-   *  in the cache, and the copy should go. */
+  /** A read copy of a block was written; false if the block is not (or no longer) in the
+   *  cache, and the copy should go. */
   copied(core: string, index: number, bytes: number): boolean {
     if (!this.takesCopy(core, index)) return false
-    const record = this.blocks.get(BlockCache.key(core, index))!
+    const key = BlockCache.key(core, index)
+    if (!this.blocks.has(key)) this.blocks.set(key, { bytes: 0, lastUse: Date.now(), copy: 0 }) // own content
+    const record = this.blocks.get(key)!
     this.total += bytes - record.copy
     this.copies += bytes - record.copy
     record.copy = bytes
@@ -121,10 +130,12 @@ export class BlockCache {
     return true
   }
 
-  /** A read was served (hit) or had to wait for the network (miss). */
+  /** A read was served (hit) or had to wait for the network (miss); reads of this
+   *  device's own content are neither, but keep its copies' place in the LRU order. */
   used(core: string, index: number, hit: boolean): void {
-    if (hit) this.hits++
-    else this.misses++
+    const own = this.backend.isOwn(core)
+    if (!own && hit) this.hits++
+    else if (!own) this.misses++
     const record = this.blocks.get(BlockCache.key(core, index))
     if (record) record.lastUse = Date.now()
     this.changed()
@@ -132,7 +143,7 @@ export class BlockCache {
 
   /** A block was read from its copy outside the event loop (src/fs/direct-reads.ts). */
   usedDirect(core: string, index: number): void {
-    this.directHits++
+    if (!this.backend.isOwn(core)) this.directHits++
     this.used(core, index, true)
   }
 
@@ -177,12 +188,15 @@ export class BlockCache {
     })
   }
 
-  /** Clears least recently used, unpinned blocks until the cache is under its low water;
-   *  of a pinned block (pinned after it was read) only its read copy goes. */
+  /** Drops the copies of own content, then clears least recently used, unpinned blocks,
+   *  until the cache is under its low water; of a pinned block (pinned after it was read)
+   *  only its read copy goes. */
   async evict(): Promise<void> {
     if (this.total <= this.limit) return
     const target = this.limit * LOW_WATER
-    const candidates = [...this.blocks].filter(([key, r]) => r.copy > 0 || !this.pinned.has(key)).sort((a, b) => a[1].lastUse - b[1].lastUse)
+    const ownFirst = (r: BlockRecord): number => (r.bytes === 0 ? 0 : 1)
+    const candidates = [...this.blocks].filter(([key, r]) => r.copy > 0 || !this.pinned.has(key))
+      .sort((a, b) => ownFirst(a[1]) - ownFirst(b[1]) || a[1].lastUse - b[1].lastUse)
     const cleared = new Set<string>()
     for (const [key, record] of candidates) {
       if (this.total <= target) break
@@ -192,8 +206,9 @@ export class BlockCache {
       this.total -= record.copy
       this.copies -= record.copy
       record.copy = 0
-      if (this.pinned.has(key)) {
+      if (this.pinned.has(key) || record.bytes === 0) {
         await this.backend.dropCopy(core, index)
+        if (record.bytes === 0) this.blocks.delete(key) // own content: only its copy was cache
         continue
       }
       await this.backend.clear(core, index)

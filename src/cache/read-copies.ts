@@ -1,4 +1,4 @@
-// Copies of cached blocks that were read, for re-reads at disk speed: one sparse file per
+// Copies of blocks that were read (cached ones, and this device's own), for re-reads at disk speed: one sparse file per
 // blob core, block i at i * SLOT. A warm read is then one pread into FUSE's buffer (the
 // kernel's read-ahead works on the file) and one AES-256-CTR pass, instead of a
 // storage lookup, an allocation and a decryption of the log's block. The log blocks stay

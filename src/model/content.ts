@@ -49,8 +49,8 @@ export class ContentStore {
     this.own.add(hex)
   }
 
-  isOwn(ref: ContentRef): boolean {
-    return this.own.has(ref.core)
+  isOwn(ref: ContentRef | string): boolean {
+    return this.own.has(typeof ref === 'string' ? ref : ref.core)
   }
 
   core(ref: ContentRef): Hypercore {
@@ -139,10 +139,11 @@ export class ContentStore {
   }
 
   /** Where a file's bytes lie in its core's read-copy file; null if its blocks get no
-   *  copies (this device's own content, or blocks of another size). Every block of a file
-   *  but its last is whole, so its bytes lie contiguous there. */
+   *  copies (no cache, or blocks of another size). Every block of a file but its last is
+   *  whole, so its bytes lie contiguous there. This device's own content gets copies too:
+   *  read from the log it came at a sixth of a copy's speed. */
   copyBase(ref: ContentRef): number | null {
-    if (!this.copies || !this.cache || ref.blockSize !== this.copies.slot || this.own.has(ref.core)) return null
+    if (!this.copies || !this.cache || ref.blockSize !== this.copies.slot) return null
     return ref.blockOffset * ref.blockSize
   }
 
@@ -231,7 +232,7 @@ export class ContentStore {
     return block
   }
 
-  /** Keeps a read copy of a block of other members' content that was read. */
+  /** Keeps a read copy of a block that was read. */
   private keepCopy(ref: ContentRef, index: number, block: Buffer): void {
     const { copies, cache } = this
     if (!copies || !cache || ref.blockSize !== copies.slot || copies.covers(ref.core, index, index) || !cache.takesCopy(ref.core, index)) return

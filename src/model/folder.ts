@@ -308,7 +308,7 @@ export class Folder extends EventEmitter {
   }
 
   /** Where a handle's bytes would lie in the read copies, if it reads one fixed version
-   *  of other members' content (what it reads then never changes). */
+   *  of committed content (what it reads then never changes). */
   copyRange(fd: number): { core: string; base: number; size: number } | null {
     const { staged, content: ref } = this.handle(fd)
     const base = ref && !staged ? this.content.copyBase(ref) : null
