@@ -133,11 +133,11 @@ export class BlockCache {
   /** A read was served (hit) or had to wait for the network (miss); reads of this
    *  device's own content are neither, but keep its copies' place in the LRU order. */
   used(core: string, index: number, hit: boolean): void {
-    const own = this.backend.isOwn(core)
-    if (!own && hit) this.hits++
-    else if (!own) this.misses++
     const record = this.blocks.get(BlockCache.key(core, index))
     if (record) record.lastUse = Date.now()
+    if (this.backend.isOwn(core)) return // nothing to save: own copies' records are not saved
+    if (hit) this.hits++
+    else this.misses++
     this.changed()
   }
 

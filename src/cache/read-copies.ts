@@ -1,8 +1,8 @@
-// Copies of blocks that were read (cached ones, and this device's own), for re-reads at disk speed: one sparse file per
-// blob core, block i at i * SLOT. A warm read is then one pread into FUSE's buffer (the
-// kernel's read-ahead works on the file) and one AES-256-CTR pass, instead of a
-// storage lookup, an allocation and a decryption of the log's block. The log blocks stay
-// as well: they are what peers are served, with their proofs.
+// Copies of blocks that were read (cached ones, and this device's own), for re-reads at
+// disk speed: one sparse file per blob core, block i at i * SLOT. A warm read is then one
+// pread into FUSE's buffer (the kernel's read-ahead works on the file) and one AES-256-CTR
+// pass, instead of a storage lookup, an allocation and a decryption of the log's block.
+// The log blocks stay as well: they are what peers are served, with their proofs.
 // The copies are encrypted with a key drawn at start and held only in memory, so the data
 // dir never holds plaintext, even after a crash. Which blocks have a copy is known in
 // memory only too, and the files are removed at open and at close, so a crash never

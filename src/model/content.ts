@@ -33,7 +33,7 @@ export class ContentStore {
   private readonly wholeFiles = new Map<string, { ref: ContentRef; since: number; reported: boolean }>()
   private readonly lastBlockAt = new Map<string, number>()
   private stallTimer: NodeJS.Timeout | null = null
-  /** Copies of cached blocks that were read, for re-reads at disk speed. */
+  /** Copies of blocks that were read (cached, or this device's own), for re-reads at disk speed. */
   copies: ReadCopies | null = null
 
   constructor(
