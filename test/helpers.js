@@ -98,9 +98,14 @@ class Device {
     }).join('')
   }
 
+  /** The first line of this daemon's log that `pattern` matches ('' if none). */
+  logLine (pattern) {
+    return this.log().split('\n').find((l) => pattern.test(l)) || ''
+  }
+
   /** The first line of this daemon's log that says why a block could not be read ('' if none). */
   failedReadLine () {
-    return this.log().split('\n').find((l) => /I\/O error: EIO: block \d+ not available/.test(l)) || ''
+    return this.logLine(/I\/O error: EIO: block \d+ not available/)
   }
 
   async mount (secret, extra = []) {

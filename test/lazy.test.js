@@ -163,7 +163,7 @@ test('content is lazy, cached once read, and EIO after --read-timeout with no pe
   //    says after about the read timeout that the download stalled, and why.
   const pin = await b.cli(['pin', b.p('huge.bin')])
   t.is(pin.code, 0, `B pins the file with no peer ${pin.stderr}`)
-  const stalled = () => b.log().split('\n').find((l) => l.includes('(a pinned file) stalled')) || ''
+  const stalled = () => b.logLine(/\(a pinned file\) stalled/)
   const pinned = Date.now()
   await waitFor(async () => stalled() !== '', { timeout: 20000, message: 'the stalled pin in B\'s log' })
   const pinMs = Date.now() - pinned
