@@ -48,7 +48,7 @@ const dir = path.dirname(require.resolve('fuse-native/package.json'))
 const source = path.join(dir, 'fuse-native.c')
 const built = path.join(dir, 'build', 'Release', 'fuse.node')
 // Marks the patched source (src/fs/mount.ts tells a patched addon by tsyncfs_stat_cache_clear).
-const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, malloc_trim, worker pool, packed readdir stats */'
+const MARKER = '/* patched by tsyncfs: utimens mtime, getxattr user.* only, stat cache, direct reads, malloc_trim, worker pool, packed readdir stats, kernel view */'
 
 const USER_XATTRS_ONLY = `
 #ifndef __APPLE__
@@ -652,6 +652,383 @@ NAPI_METHOD(tsyncfs_malloc_trim) {
 
 FUSE_METHOD(readdir,`
 
+const KERNEL_VIEW = `
+/* The kernel's view of names. The kernel may keep names and stats for long (src/fs/mount.ts
+   sets entry_timeout and attr_timeout), because a change made anywhere but through this
+   mount (a peer's, the web UI's) is told to it (fuse_lowlevel_notify_inval_*). Those take
+   node ids, which libfuse's high-level API keeps to itself, so this view mirrors them from
+   the requests and replies that pass through tsyncfs_loop_mt: an entry reply links a node
+   id under (parent, name), a forget drops it, a rename or removal that succeeded moves or
+   unlinks it. JavaScript reports changed paths (tsyncfs_kernel_changed); a thread of its
+   own resolves and tells them, as writing a notice may wait for a request in flight in the
+   same directory, which must never wait for it. */
+#include <fuse_kernel.h>
+#define TSYNCFS_KSLOTS (1 << 17)
+#define TSYNCFS_KRECENT 256
+
+typedef struct tsyncfs_knode {
+  struct tsyncfs_knode *by_name;
+  struct tsyncfs_knode *by_id;
+  uint64_t nodeid;
+  uint64_t parent; /* 0: under no name (removed, or replaced by a rename) */
+  uint64_t nlookup;
+  char *name;
+} tsyncfs_knode_t;
+
+typedef struct tsyncfs_knotice {
+  struct tsyncfs_knotice *next;
+  uint64_t parent; /* 0: resolve the path from the root */
+  uint64_t nodeid;
+  int gone; /* the name went: drop the entry too */
+  char name[]; /* a path, or a name under parent */
+} tsyncfs_knotice_t;
+
+static tsyncfs_knode_t *tsyncfs_knames[TSYNCFS_KSLOTS];
+static tsyncfs_knode_t *tsyncfs_kids[TSYNCFS_KSLOTS];
+static pthread_mutex_t tsyncfs_klock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Changes counted by JavaScript, with the hashes of the last TSYNCFS_KRECENT changed names:
+   a reply that may hold what was true before a change to its name is told again after it. */
+static _Atomic uint64_t tsyncfs_kchanges = 0;
+static _Atomic uint64_t tsyncfs_krecent[TSYNCFS_KRECENT];
+static __thread const struct fuse_in_header *tsyncfs_krequest = NULL;
+static __thread uint64_t tsyncfs_krequest_changes = 0;
+
+static pthread_mutex_t tsyncfs_kqueue_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tsyncfs_kqueue_cond = PTHREAD_COND_INITIALIZER;
+static tsyncfs_knotice_t *tsyncfs_kqueue_head = NULL;
+static tsyncfs_knotice_t **tsyncfs_kqueue_tail = &tsyncfs_kqueue_head;
+static struct fuse_chan *tsyncfs_knotify_ch = NULL; /* while the notifier runs */
+static int tsyncfs_knotify_stop = 0;
+static pthread_t tsyncfs_knotifier;
+
+static size_t tsyncfs_kname_slot (uint64_t parent, const char *name, size_t len) {
+  uint64_t h = 14695981039346656037ULL ^ parent;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char) name[i]) * 1099511628211ULL;
+  return h & (TSYNCFS_KSLOTS - 1);
+}
+
+static tsyncfs_knode_t **tsyncfs_kname_ref (uint64_t parent, const char *name, size_t len) {
+  tsyncfs_knode_t **ref = &tsyncfs_knames[tsyncfs_kname_slot(parent, name, len)];
+  while (*ref && !((*ref)->parent == parent && strncmp((*ref)->name, name, len) == 0 && (*ref)->name[len] == 0)) ref = &((*ref)->by_name);
+  return ref;
+}
+
+static tsyncfs_knode_t **tsyncfs_kid_ref (uint64_t nodeid) {
+  tsyncfs_knode_t **ref = &tsyncfs_kids[nodeid & (TSYNCFS_KSLOTS - 1)];
+  while (*ref && (*ref)->nodeid != nodeid) ref = &((*ref)->by_id);
+  return ref;
+}
+
+static void tsyncfs_kunlink (tsyncfs_knode_t *n) {
+  if (n->parent == 0) return;
+  tsyncfs_knode_t **ref = &tsyncfs_knames[tsyncfs_kname_slot(n->parent, n->name, strlen(n->name))];
+  while (*ref && *ref != n) ref = &((*ref)->by_name);
+  if (*ref) *ref = n->by_name;
+  n->parent = 0;
+  free(n->name);
+  n->name = NULL;
+}
+
+/* n is now (parent, name), in place of any node that was. */
+static void tsyncfs_klink (tsyncfs_knode_t *n, uint64_t parent, const char *name) {
+  size_t len = strlen(name);
+  tsyncfs_knode_t *there = *tsyncfs_kname_ref(parent, name, len);
+  if (there == n) return;
+  if (there) tsyncfs_kunlink(there);
+  tsyncfs_kunlink(n);
+  if ((n->name = malloc(len + 1)) == NULL) return;
+  memcpy(n->name, name, len + 1);
+  n->parent = parent;
+  size_t slot = tsyncfs_kname_slot(parent, name, len);
+  n->by_name = tsyncfs_knames[slot];
+  tsyncfs_knames[slot] = n;
+}
+
+static void tsyncfs_kentry (uint64_t parent, const char *name, uint64_t nodeid) {
+  if (nodeid == 0) return; /* a negative entry */
+  tsyncfs_knode_t **ref = tsyncfs_kid_ref(nodeid);
+  tsyncfs_knode_t *n = *ref;
+  if (n == NULL) {
+    if ((n = calloc(1, sizeof(*n))) == NULL) return;
+    n->nodeid = nodeid;
+    *ref = n;
+  }
+  n->nlookup++;
+  tsyncfs_klink(n, parent, name);
+}
+
+static void tsyncfs_kforget (uint64_t nodeid, uint64_t count) {
+  tsyncfs_knode_t **ref = tsyncfs_kid_ref(nodeid);
+  tsyncfs_knode_t *n = *ref;
+  if (n == NULL) return;
+  n->nlookup = n->nlookup > count ? n->nlookup - count : 0;
+  if (n->nlookup > 0) return;
+  *ref = n->by_id;
+  tsyncfs_kunlink(n);
+  free(n);
+}
+
+static void tsyncfs_kclear (void) {
+  for (size_t i = 0; i < TSYNCFS_KSLOTS; i++) {
+    while (tsyncfs_kids[i]) {
+      tsyncfs_knode_t *n = tsyncfs_kids[i];
+      tsyncfs_kids[i] = n->by_id;
+      free(n->name);
+      free(n);
+    }
+    tsyncfs_knames[i] = NULL;
+  }
+}
+
+/* On the worker thread, for a forget it read (no reply follows). */
+static void tsyncfs_kforgets (const struct fuse_in_header *in) {
+  pthread_mutex_lock(&tsyncfs_klock);
+  if (in->opcode == FUSE_FORGET) {
+    tsyncfs_kforget(in->nodeid, ((const struct fuse_forget_in *) (in + 1))->nlookup);
+  } else {
+    const struct fuse_batch_forget_in *batch = (const struct fuse_batch_forget_in *) (in + 1);
+    const struct fuse_forget_one *one = (const struct fuse_forget_one *) (batch + 1);
+    for (uint32_t i = 0; i < batch->count; i++) tsyncfs_kforget(one[i].nodeid, one[i].nlookup);
+  }
+  pthread_mutex_unlock(&tsyncfs_klock);
+}
+
+static tsyncfs_knotice_t *tsyncfs_knotice (uint64_t parent, uint64_t nodeid, int gone, const char *name, size_t len) {
+  tsyncfs_knotice_t *notice = malloc(sizeof(*notice) + len + 1);
+  if (notice == NULL) return NULL;
+  notice->next = NULL;
+  notice->parent = parent;
+  notice->nodeid = nodeid;
+  notice->gone = gone;
+  memcpy(notice->name, name, len);
+  notice->name[len] = 0;
+  return notice;
+}
+
+/* Hands the notices from first to *last to the notifier, in one wake-up. */
+static void tsyncfs_kenqueue (tsyncfs_knotice_t *first, tsyncfs_knotice_t **last) {
+  if (first == NULL) return;
+  pthread_mutex_lock(&tsyncfs_kqueue_lock);
+  if (tsyncfs_knotify_ch != NULL) {
+    *tsyncfs_kqueue_tail = first;
+    tsyncfs_kqueue_tail = last;
+    first = NULL;
+    pthread_cond_signal(&tsyncfs_kqueue_cond);
+  }
+  pthread_mutex_unlock(&tsyncfs_kqueue_lock);
+  while (first) {
+    tsyncfs_knotice_t *next = first->next;
+    free(first);
+    first = next;
+  }
+}
+
+/* Whether a change to name was counted since the request began (or too many to tell). */
+static int tsyncfs_kchanged_since (uint64_t since, const char *name) {
+  uint64_t now = atomic_load(&tsyncfs_kchanges);
+  if (now == since) return 0;
+  if (now - since >= TSYNCFS_KRECENT) return 1;
+  uint64_t h = tsyncfs_hash(name);
+  for (uint64_t seq = since + 1; seq <= now; seq++) {
+    if (atomic_load(&tsyncfs_krecent[seq % TSYNCFS_KRECENT]) == h) return 1;
+  }
+  return atomic_load(&tsyncfs_kchanges) - since >= TSYNCFS_KRECENT; /* overwritten meanwhile */
+}
+
+/* The name a request creates, looks up or removes under its node. */
+static const char *tsyncfs_krequest_name (const struct fuse_in_header *in) {
+  const char *arg = (const char *) (in + 1);
+  switch (in->opcode) {
+    case FUSE_LOOKUP: case FUSE_SYMLINK: case FUSE_UNLINK: case FUSE_RMDIR: return arg;
+    case FUSE_CREATE: return arg + sizeof(struct fuse_create_in);
+    case FUSE_MKDIR: return arg + sizeof(struct fuse_mkdir_in);
+    case FUSE_MKNOD: return arg + sizeof(struct fuse_mknod_in);
+    case FUSE_LINK: return arg + sizeof(struct fuse_link_in);
+    case FUSE_RENAME: return arg + sizeof(struct fuse_rename_in);
+    default: return NULL;
+  }
+}
+
+/* On the worker thread, before its reply leaves: the view as the reply will leave the
+   kernel's. Returns the node id of an entry the reply gives that may be stale, or 0. */
+static uint64_t tsyncfs_kreply (const struct fuse_in_header *in, const struct iovec *iov, size_t count) {
+  const struct fuse_out_header *out = (const struct fuse_out_header *) iov[0].iov_base;
+  const char *name = tsyncfs_krequest_name(in);
+  if (name == NULL || out->unique != in->unique || out->error != 0) return 0;
+  uint64_t stale = 0;
+  pthread_mutex_lock(&tsyncfs_klock);
+  if (in->opcode == FUSE_UNLINK || in->opcode == FUSE_RMDIR) {
+    tsyncfs_knode_t *n = *tsyncfs_kname_ref(in->nodeid, name, strlen(name));
+    if (n) tsyncfs_kunlink(n);
+  } else if (in->opcode == FUSE_RENAME) {
+    const char *to = name + strlen(name) + 1;
+    uint64_t dir = ((const struct fuse_rename_in *) (in + 1))->newdir;
+    tsyncfs_knode_t *n = *tsyncfs_kname_ref(in->nodeid, name, strlen(name));
+    tsyncfs_knode_t *there = *tsyncfs_kname_ref(dir, to, strlen(to));
+    if (n) tsyncfs_klink(n, dir, to);
+    else if (there) tsyncfs_kunlink(there);
+  } else if (count >= 2 && iov[1].iov_len >= sizeof(struct fuse_entry_out)) {
+    uint64_t nodeid = ((const struct fuse_entry_out *) iov[1].iov_base)->nodeid;
+    tsyncfs_kentry(in->nodeid, name, nodeid);
+    if (nodeid != 0 && tsyncfs_kchanged_since(tsyncfs_krequest_changes, name)) stale = nodeid;
+  }
+  pthread_mutex_unlock(&tsyncfs_klock);
+  return stale;
+}
+
+/* The channel replies go through: it sees each before the kernel does. */
+static int tsyncfs_kchan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
+  struct fuse_chan *kernel = (struct fuse_chan *) fuse_chan_data(ch);
+  const struct fuse_in_header *in = tsyncfs_krequest;
+  uint64_t stale = in != NULL && count >= 1 ? tsyncfs_kreply(in, iov, count) : 0;
+  int res = fuse_chan_send(kernel, iov, count);
+  if (stale) {
+    const char *name = tsyncfs_krequest_name(in);
+    tsyncfs_knotice_t *notice = tsyncfs_knotice(in->nodeid, stale, 1, name, strlen(name));
+    if (notice) tsyncfs_kenqueue(notice, &(notice->next));
+  }
+  return res;
+}
+
+static struct fuse_chan_ops tsyncfs_kchan_ops = { .send = tsyncfs_kchan_send };
+
+/* Around each request a worker processes. */
+static void tsyncfs_kbegin (const struct fuse_buf *buf) {
+  tsyncfs_krequest = (buf->flags & FUSE_BUF_IS_FD) ? NULL : (const struct fuse_in_header *) buf->mem;
+  tsyncfs_krequest_changes = atomic_load(&tsyncfs_kchanges);
+}
+
+static void tsyncfs_kend (void) {
+  tsyncfs_krequest = NULL;
+}
+
+/* Resolves a path to the node ids the kernel knows, under the view's lock: 0 if unknown. */
+static void tsyncfs_kresolve (const char *path, uint64_t *parent, uint64_t *nodeid, const char **name) {
+  uint64_t at = FUSE_ROOT_ID;
+  *parent = 0;
+  *nodeid = FUSE_ROOT_ID;
+  *name = path;
+  const char *p = path;
+  while (*p == '/') p++;
+  while (*p && at != 0) {
+    const char *end = strchr(p, '/');
+    size_t len = end ? (size_t) (end - p) : strlen(p);
+    tsyncfs_knode_t *n = *tsyncfs_kname_ref(at, p, len);
+    *parent = at;
+    *name = p;
+    at = n ? n->nodeid : 0;
+    *nodeid = at;
+    p += len;
+    while (*p == '/') p++;
+  }
+  if (*p) *parent = 0; /* an ancestor is unknown: so is everything below it */
+}
+
+static void tsyncfs_knotify (struct fuse_chan *ch, tsyncfs_knotice_t *notice) {
+  uint64_t parent = notice->parent, nodeid = notice->nodeid;
+  const char *name = notice->name;
+  if (parent == 0) {
+    pthread_mutex_lock(&tsyncfs_klock);
+    tsyncfs_kresolve(notice->name, &parent, &nodeid, &name);
+    pthread_mutex_unlock(&tsyncfs_klock);
+  }
+  /* Attributes only (offset -1): a new version's pages go at its next open (auto_cache). */
+  if (nodeid != 0) fuse_lowlevel_notify_inval_inode(ch, nodeid, -1, 0);
+  if (parent != 0 && notice->gone) fuse_lowlevel_notify_inval_entry(ch, parent, name, strlen(name));
+}
+
+static void* tsyncfs_knotify_loop (void *data) {
+  struct fuse_chan *ch = (struct fuse_chan *) data;
+  pthread_setname_np(pthread_self(), "tsyncfs-notify");
+  pthread_mutex_lock(&tsyncfs_kqueue_lock);
+  while (!tsyncfs_knotify_stop) {
+    tsyncfs_knotice_t *notice = tsyncfs_kqueue_head;
+    if (notice == NULL) {
+      pthread_cond_wait(&tsyncfs_kqueue_cond, &tsyncfs_kqueue_lock);
+      continue;
+    }
+    tsyncfs_kqueue_head = NULL;
+    tsyncfs_kqueue_tail = &tsyncfs_kqueue_head;
+    pthread_mutex_unlock(&tsyncfs_kqueue_lock);
+    while (notice) {
+      tsyncfs_knotice_t *next = notice->next;
+      tsyncfs_knotify(ch, notice);
+      free(notice);
+      notice = next;
+    }
+    pthread_mutex_lock(&tsyncfs_kqueue_lock);
+  }
+  pthread_mutex_unlock(&tsyncfs_kqueue_lock);
+  return NULL;
+}
+
+static int tsyncfs_knotify_start (struct fuse_chan *ch) {
+  pthread_mutex_lock(&tsyncfs_kqueue_lock);
+  tsyncfs_knotify_stop = 0;
+  tsyncfs_knotify_ch = ch;
+  pthread_mutex_unlock(&tsyncfs_kqueue_lock);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int err = pthread_create(&tsyncfs_knotifier, NULL, tsyncfs_knotify_loop, ch);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err != 0) {
+    pthread_mutex_lock(&tsyncfs_kqueue_lock);
+    tsyncfs_knotify_ch = NULL;
+    pthread_mutex_unlock(&tsyncfs_kqueue_lock);
+  }
+  return err;
+}
+
+/* After the workers ended: the notices left are dropped with the view. */
+static void tsyncfs_knotify_end (int started) {
+  pthread_mutex_lock(&tsyncfs_kqueue_lock);
+  tsyncfs_knotify_stop = 1;
+  tsyncfs_knotify_ch = NULL;
+  pthread_cond_signal(&tsyncfs_kqueue_cond);
+  pthread_mutex_unlock(&tsyncfs_kqueue_lock);
+  if (started) pthread_join(tsyncfs_knotifier, NULL);
+  while (tsyncfs_kqueue_head) {
+    tsyncfs_knotice_t *notice = tsyncfs_kqueue_head;
+    tsyncfs_kqueue_head = notice->next;
+    free(notice);
+  }
+  tsyncfs_kqueue_tail = &tsyncfs_kqueue_head;
+  pthread_mutex_lock(&tsyncfs_klock);
+  tsyncfs_kclear();
+  pthread_mutex_unlock(&tsyncfs_klock);
+}
+
+/* (changes): paths that changed other than through this mount, each as "+path" (it exists)
+   or "-path" (it went), ended by a NUL. Each is counted before it is told, so that a reply
+   racing the change is told again (tsyncfs_kreply). */
+NAPI_METHOD(tsyncfs_kernel_changed) {
+  NAPI_ARGV(1)
+  size_t size = 0;
+  if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &size) != napi_ok) return NULL;
+  char *text = malloc(size + 1);
+  if (text == NULL) return NULL;
+  napi_get_value_string_utf8(env, argv[0], text, size + 1, &size);
+  tsyncfs_knotice_t *first = NULL, **last = &first;
+  for (char *at = text; at < text + size; at += strlen(at) + 1) {
+    const char *path = at + 1;
+    const char *slash = strrchr(path, '/');
+    uint64_t seq = atomic_load(&tsyncfs_kchanges) + 1; /* only this thread counts */
+    atomic_store(&tsyncfs_krecent[seq % TSYNCFS_KRECENT], tsyncfs_hash(slash ? slash + 1 : path));
+    atomic_store(&tsyncfs_kchanges, seq);
+    tsyncfs_knotice_t *notice = tsyncfs_knotice(0, 0, at[0] == '-', path, strlen(path));
+    if (notice == NULL) continue;
+    *last = notice;
+    last = &(notice->next);
+  }
+  free(text);
+  tsyncfs_kenqueue(first, last);
+  return NULL;
+}
+
+static void* start_fuse_thread (void *data) {`
+
 const WORKER_POOL = `
 /* libfuse 2.9's loop (fuse_loop_mt) starts a worker thread whenever none is idle, so every
    request in flight has a thread of its own, and every request costs that thread two sleeps
@@ -684,6 +1061,7 @@ typedef struct tsyncfs_worker {
 typedef struct tsyncfs_loop {
   struct fuse_session *se;
   struct fuse_chan *ch;
+  struct fuse_chan *reply_ch; /* replies pass the kernel view on their way to ch */
   uv_mutex_t lock; /* guards the fields below and the workers' */
   uv_cond_t room; /* for parked workers: the limit grew, or the loop ends */
   uv_cond_t watch; /* for the watchdog: a request started while it slept, or a worker left */
@@ -791,7 +1169,10 @@ static void* tsyncfs_work (void *data) {
     int forget = tsyncfs_is_forget(&buf);
     if (!forget) tsyncfs_begin(w);
     uv_mutex_unlock(&(loop->lock));
-    fuse_session_process_buf(loop->se, &buf, ch);
+    if (forget) tsyncfs_kforgets((const struct fuse_in_header *) buf.mem);
+    tsyncfs_kbegin(&buf);
+    fuse_session_process_buf(loop->se, &buf, loop->reply_ch ? loop->reply_ch : ch);
+    tsyncfs_kend();
     uv_mutex_lock(&(loop->lock));
     if (!forget) tsyncfs_end(w);
   }
@@ -817,6 +1198,8 @@ static int tsyncfs_loop_mt (struct fuse *fuse) {
   tsyncfs_loop_t loop = { .se = fuse_get_session(fuse), .limit = TSYNCFS_WORKERS, .watching = 1 };
   loop.ch = fuse_session_next_chan(loop.se, NULL);
   if (fuse_start_cleanup_thread(fuse) != 0) return -1;
+  loop.reply_ch = fuse_chan_new(&tsyncfs_kchan_ops, fuse_chan_fd(loop.ch), fuse_chan_bufsize(loop.ch), loop.ch);
+  int notifying = loop.reply_ch != NULL && tsyncfs_knotify_start(loop.ch) == 0;
   uv_mutex_init(&(loop.lock));
   uv_cond_init(&(loop.room));
   uv_cond_init(&(loop.watch));
@@ -849,6 +1232,8 @@ static int tsyncfs_loop_mt (struct fuse *fuse) {
   uv_cond_destroy(&(loop.watch));
   uv_cond_destroy(&(loop.room));
   uv_mutex_destroy(&(loop.lock));
+  tsyncfs_knotify_end(notifying);
+  if (loop.reply_ch) fuse_chan_destroy(loop.reply_ch);
   fuse_stop_cleanup_thread(fuse);
   fuse_session_reset(loop.se);
   return err == 0 ? loop.error : -1;
@@ -903,9 +1288,10 @@ const PATCHES = [
   ['\nFUSE_METHOD(readdir,', MALLOC_TRIM], // the anchor that DIRECT_READS ends with
   ['\nFUSE_METHOD(readdir,', READDIR_STAT], // and MALLOC_TRIM
   ['if (implemented[op_read]) ops.read = fuse_native_read;', 'if (implemented[op_read]) ops.read = tsyncfs_read;'],
-  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_put)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_forget)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_listing)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n' +
+  ['  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n', '  NAPI_EXPORT_FUNCTION(fuse_native_mount)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_clear)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_put)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_forget)\n  NAPI_EXPORT_FUNCTION(tsyncfs_stat_cache_listing)\n  NAPI_EXPORT_FUNCTION(tsyncfs_malloc_trim)\n  NAPI_EXPORT_FUNCTION(tsyncfs_kernel_changed)\n' +
     ['reset', 'core', 'mark', 'open', 'close', 'drain'].map((name) => `  NAPI_EXPORT_FUNCTION(tsyncfs_copies_${name})\n`).join('')],
-  ['\nstatic void* start_fuse_thread (void *data) {', WORKER_POOL],
+  ['\nstatic void* start_fuse_thread (void *data) {', KERNEL_VIEW],
+  ['\nstatic void* start_fuse_thread (void *data) {', WORKER_POOL], // the anchor that KERNEL_VIEW ends with
   ['  fuse_loop_mt(ft->fuse);', '  tsyncfs_loop_mt(ft->fuse);'],
   ['#include <uv.h>\n', `${MARKER}\n#include <uv.h>\n`]
 ]

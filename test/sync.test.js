@@ -144,3 +144,25 @@ test('a rename of a directory of 600 files reaches the other device whole, also 
   t.is(await count(b, 'after'), N, 'after a restart B lists every file under the new name')
   t.is(await count(b, 'before'), 0, 'and none under the old one')
 })
+
+// The kernel keeps names and stats for a minute (src/fs/kernel-cache.ts): what a peer
+// changes must reach B's kernel at once, well within that minute.
+test("a peer's changes reach the names and stats that the kernel keeps", { timeout: 180000 }, async (t) => {
+  const { devices: [a, b] } = await folderWith(t, ['A', 'B'])
+  await a.sh('mkdir -p d/sub && echo one > d/f && echo two > d/sub/g && echo three > h && echo four > x && echo five > open.txt')
+  await b.waitForContent('open.txt', 'five\n')
+  await b.sh('ls -lR . > /dev/null && stat d/f d/sub/g h x open.txt > /dev/null') // the kernel now keeps them
+  const held = await fs.open(b.p('open.txt'), 'r')
+  t.teardown(() => held.close().catch(() => {}))
+
+  await a.sh('echo "one, longer now" > d/f && chmod 600 h && rm d/sub/g && rm x && mkdir x && echo "five, longer" > open.txt && mv d moved')
+  const soon = 10000
+  await waitFor(async () => (await fs.stat(b.p('moved/f'))).size === 16, { timeout: soon, message: 'the new size of d/f, moved, on B' })
+  await b.waitForMissing('d', soon)
+  await b.waitForMissing('moved/sub/g', soon)
+  await waitFor(async () => ((await fs.stat(b.p('h'))).mode & 0o777) === 0o600, { timeout: soon, message: 'the chmod of h on B' })
+  await waitFor(async () => (await fs.stat(b.p('x'))).isDirectory(), { timeout: soon, message: 'x, now a directory, on B' })
+  await waitFor(async () => (await held.stat()).size === 13, { timeout: soon, message: 'the new size through a handle B held open' })
+  t.is(await fs.readFile(b.p('moved/f'), 'utf8'), 'one, longer now\n', 'B reads the new bytes')
+  t.is(await fs.readFile(b.p('open.txt'), 'utf8'), 'five, longer\n', 'and those of the file it held open, opened again')
+})

@@ -11,6 +11,7 @@ import { UserError } from '../user-error'
 import { createOps } from './ops'
 import { DirectReadBinding, DirectReads } from './direct-reads'
 import { StatCache, StatCacheBinding } from './stat-cache'
+import { KernelCache, KernelCacheBinding } from './kernel-cache'
 
 const run = promisify(execFile)
 
@@ -35,7 +36,7 @@ export function loadFuse(): typeof FuseType {
   }
 }
 
-interface PatchedBinding extends Partial<DirectReadBinding>, StatCacheBinding {
+interface PatchedBinding extends Partial<DirectReadBinding>, StatCacheBinding, KernelCacheBinding {
   /** glibc's malloc_trim(0): returns freed memory to the system. */
   tsyncfs_malloc_trim?: () => void
 }
@@ -137,7 +138,9 @@ export class FolderMount {
     // allow_other the --uid/--gid/--umask options decide who may do what.
     // auto_cache: the kernel keeps file pages between opens and drops them when the size or
     // mtime it sees changes (every new version has a new mtime), so re-reads skip FUSE.
-    const extra = ['big_writes', 'max_write=131072', 'default_permissions', 'auto_cache', `fsname=${this.opts.fsName}`, 'subtype=tsyncfs']
+    const binding = fuseBinding()
+    const kernel = new KernelCache(binding)
+    const extra = ['big_writes', 'max_write=131072', 'default_permissions', 'auto_cache', ...kernel.mountOptions(), `fsname=${this.opts.fsName}`, 'subtype=tsyncfs']
     if (this.opts.readOnly) extra.push('ro')
     // fuse-native's option whitelist drops big_writes; without it writes come 4 KiB at a time.
     class TsyncFuse extends Fuse {
@@ -147,9 +150,16 @@ export class FolderMount {
       }
     }
     // getattr answers from the addon's stat cache until its path changes.
-    const binding = fuseBinding()
     const stats = new StatCache(binding, (path) => this.folder.exists(path))
-    this.folder.onChange((paths) => { for (const p of paths) stats.changed(p) })
+    // The addon's stat cache first: a reply computed from it before the change is then
+    // the kernel view's to tell again. A file written here shows its staged stat, which
+    // the kernel learnt through the mount, until it is retired (then announced if changed).
+    this.folder.onChange((paths) => {
+      for (const p of paths) {
+        stats.changed(p)
+        if (!this.folder.showsStaged(p)) kernel.changed(p, this.folder.exists(p))
+      }
+    })
     const mirror = DirectReads.available(binding) ? new DirectReads(binding) : null
     const direct = mirror && this.folder.mirrorCopies(mirror) ? mirror : null
     const ops = createOps(this.folder, { uid: this.opts.uid, gid: this.opts.gid, umask: this.opts.umask, dataDir: this.opts.dataDir, log: this.opts.log, stats, direct })

@@ -240,6 +240,12 @@ export class Folder extends EventEmitter {
     return staged && !staged.unlinked ? { type: 'file', mode: typeBits('file') | staged.mode, size: staged.size, mtime: staged.mtime } : null
   }
 
+  /** Whether `p` is a file written here and not yet retired, whose stat (and existence)
+   *  this device shows instead of its entry's: changes to the entry do not show meanwhile. */
+  showsStaged(p: string): boolean {
+    return this.stagedStat(p) !== null
+  }
+
   exists(p: string): boolean {
     return this.index.get(p) !== undefined
   }
@@ -450,7 +456,13 @@ export class Folder extends EventEmitter {
   /** Forgets a staged file once it is committed and nothing holds it. */
   private async retire(staged: StagedFile): Promise<void> {
     if (staged.refs > 0 || (staged.dirty && !staged.unlinked) || this.committing.has(staged)) return
-    if (this.staged.get(staged.path) === staged) this.staged.delete(staged.path)
+    if (this.staged.get(staged.path) === staged) {
+      const shown = this.stagedStat(staged.path)
+      this.staged.delete(staged.path)
+      // The stat shown switches to the entry's: the same, unless a peer's version won meanwhile.
+      const entry = this.index.get(staged.path)?.entry
+      if (shown && !(entry && sameStat(shown, statOf(entry)))) this.index.announce([staged.path])
+    }
     await staged.discard()
   }
 
@@ -855,6 +867,10 @@ function dominatedBy(v: VersionVector, base: VersionVector): boolean {
 /** open(2) flags that write: O_WRONLY or O_RDWR. */
 export function opensForWrite(flags: number): boolean {
   return (flags & O_ACCMODE) !== 0
+}
+
+function sameStat(a: Stat, b: Stat): boolean {
+  return a.type === b.type && a.mode === b.mode && a.size === b.size && a.mtime === b.mtime
 }
 
 function statOf(entry: Entry): Stat {

@@ -47,6 +47,12 @@ export class MergedIndex {
     this.changeListeners.push(listener)
   }
 
+  /** Calls the change listeners for paths whose stat changed outside the index (a file
+   *  written here and shown as staged until then, once it is retired). */
+  announce(paths: readonly string[]): void {
+    for (const listener of this.changeListeners) listener(paths)
+  }
+
   /** Record `device`'s latest entry for `path`. */
   put(device: string, path: string, entry: Entry): void {
     entry = this.stored(device, entry)
