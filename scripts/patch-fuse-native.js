@@ -39,6 +39,11 @@
 //  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
 //    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
 //    calls it every 20 s). Node has no binding for it.
+//  - kernel view: replies pass through a channel of the loop's own, which mirrors the node
+//    ids the kernel holds for each (parent, name); tsyncfs_kernel_changed tells the kernel
+//    of changes made other than through the mount, on a thread of its own, so that it may
+//    keep names and stats for a minute (src/fs/kernel-cache.ts; docs/design.md, "The kernel
+//    keeps names and stats for a minute").
 const fs = require('fs')
 const path = require('path')
 const { execFileSync } = require('child_process')
@@ -655,7 +660,8 @@ FUSE_METHOD(readdir,`
 const KERNEL_VIEW = `
 /* The kernel's view of names. The kernel may keep names and stats for long (src/fs/mount.ts
    sets entry_timeout and attr_timeout), because a change made anywhere but through this
-   mount (a peer's, the web UI's) is told to it (fuse_lowlevel_notify_inval_*). Those take
+   mount (a peer's, or a conflict copy made from one) is told to it
+   (fuse_lowlevel_notify_inval_*). Those take
    node ids, which libfuse's high-level API keeps to itself, so this view mirrors them from
    the requests and replies that pass through tsyncfs_loop_mt: an entry reply links a node
    id under (parent, name), a forget drops it, a rename or removal that succeeded moves or
@@ -664,6 +670,7 @@ const KERNEL_VIEW = `
    same directory, which must never wait for it. */
 #include <fuse_kernel.h>
 #define TSYNCFS_KSLOTS (1 << 17)
+int pthread_setname_np (pthread_t thread, const char *name); /* glibc's, declared only with _GNU_SOURCE */
 #define TSYNCFS_KRECENT 256
 
 typedef struct tsyncfs_knode {
@@ -940,7 +947,7 @@ static void tsyncfs_knotify (struct fuse_chan *ch, tsyncfs_knotice_t *notice) {
 
 static void* tsyncfs_knotify_loop (void *data) {
   struct fuse_chan *ch = (struct fuse_chan *) data;
-  pthread_setname_np(pthread_self(), "tsyncfs-notify");
+  pthread_setname_np(pthread_self(), "tsyncfs-notify"); /* as top -H and /proc show it */
   pthread_mutex_lock(&tsyncfs_kqueue_lock);
   while (!tsyncfs_knotify_stop) {
     tsyncfs_knotice_t *notice = tsyncfs_kqueue_head;
