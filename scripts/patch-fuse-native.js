@@ -684,10 +684,8 @@ typedef struct tsyncfs_knode {
 
 typedef struct tsyncfs_knotice {
   struct tsyncfs_knotice *next;
-  uint64_t parent; /* 0: resolve the path from the root */
-  uint64_t nodeid;
   int gone; /* the name went: drop the entry too */
-  char name[]; /* a path, or a name under parent */
+  char path[];
 } tsyncfs_knotice_t;
 
 static tsyncfs_knode_t *tsyncfs_knames[TSYNCFS_KSLOTS];
@@ -695,7 +693,7 @@ static tsyncfs_knode_t *tsyncfs_kids[TSYNCFS_KSLOTS];
 static pthread_mutex_t tsyncfs_klock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Changes counted by JavaScript, with the hashes of the last TSYNCFS_KRECENT changed names:
-   a reply that may hold what was true before a change to its name is told again after it. */
+   an entry that may hold what was true before a change to its name is not kept. */
 static _Atomic uint64_t tsyncfs_kchanges = 0;
 static _Atomic uint64_t tsyncfs_krecent[TSYNCFS_KRECENT];
 static __thread const struct fuse_in_header *tsyncfs_krequest = NULL;
@@ -801,15 +799,13 @@ static void tsyncfs_kforgets (const struct fuse_in_header *in) {
   pthread_mutex_unlock(&tsyncfs_klock);
 }
 
-static tsyncfs_knotice_t *tsyncfs_knotice (uint64_t parent, uint64_t nodeid, int gone, const char *name, size_t len) {
+static tsyncfs_knotice_t *tsyncfs_knotice (int gone, const char *path) {
+  size_t len = strlen(path);
   tsyncfs_knotice_t *notice = malloc(sizeof(*notice) + len + 1);
   if (notice == NULL) return NULL;
   notice->next = NULL;
-  notice->parent = parent;
-  notice->nodeid = nodeid;
   notice->gone = gone;
-  memcpy(notice->name, name, len);
-  notice->name[len] = 0;
+  memcpy(notice->path, path, len + 1);
   return notice;
 }
 
@@ -858,12 +854,14 @@ static const char *tsyncfs_krequest_name (const struct fuse_in_header *in) {
 }
 
 /* On the worker thread, before its reply leaves: the view as the reply will leave the
-   kernel's. Returns the node id of an entry the reply gives that may be stale, or 0. */
-static uint64_t tsyncfs_kreply (const struct fuse_in_header *in, const struct iovec *iov, size_t count) {
+   kernel's. An entry that a change to its name may have made stale meanwhile is given
+   with no time to keep it: the kernel looks it up again at its next use. (Telling the
+   kernel to drop it after the reply would unhash a directory in use, someone's working
+   directory, though it still exists.) */
+static void tsyncfs_kreply (const struct fuse_in_header *in, const struct iovec *iov, size_t count) {
   const struct fuse_out_header *out = (const struct fuse_out_header *) iov[0].iov_base;
   const char *name = tsyncfs_krequest_name(in);
-  if (name == NULL || out->unique != in->unique || out->error != 0) return 0;
-  uint64_t stale = 0;
+  if (name == NULL || out->unique != in->unique || out->error != 0) return;
   pthread_mutex_lock(&tsyncfs_klock);
   if (in->opcode == FUSE_UNLINK || in->opcode == FUSE_RMDIR) {
     tsyncfs_knode_t *n = *tsyncfs_kname_ref(in->nodeid, name, strlen(name));
@@ -876,26 +874,21 @@ static uint64_t tsyncfs_kreply (const struct fuse_in_header *in, const struct io
     if (n) tsyncfs_klink(n, dir, to);
     else if (there) tsyncfs_kunlink(there);
   } else if (count >= 2 && iov[1].iov_len >= sizeof(struct fuse_entry_out)) {
-    uint64_t nodeid = ((const struct fuse_entry_out *) iov[1].iov_base)->nodeid;
-    tsyncfs_kentry(in->nodeid, name, nodeid);
-    if (nodeid != 0 && tsyncfs_kchanged_since(tsyncfs_krequest_changes, name)) stale = nodeid;
+    struct fuse_entry_out *entry = (struct fuse_entry_out *) iov[1].iov_base; /* libfuse's, writable */
+    tsyncfs_kentry(in->nodeid, name, entry->nodeid);
+    if (tsyncfs_kchanged_since(tsyncfs_krequest_changes, name)) {
+      entry->entry_valid = entry->entry_valid_nsec = 0;
+      entry->attr_valid = entry->attr_valid_nsec = 0;
+    }
   }
   pthread_mutex_unlock(&tsyncfs_klock);
-  return stale;
 }
 
 /* The channel replies go through: it sees each before the kernel does. */
 static int tsyncfs_kchan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
   struct fuse_chan *kernel = (struct fuse_chan *) fuse_chan_data(ch);
-  const struct fuse_in_header *in = tsyncfs_krequest;
-  uint64_t stale = in != NULL && count >= 1 ? tsyncfs_kreply(in, iov, count) : 0;
-  int res = fuse_chan_send(kernel, iov, count);
-  if (stale) {
-    const char *name = tsyncfs_krequest_name(in);
-    tsyncfs_knotice_t *notice = tsyncfs_knotice(in->nodeid, stale, 1, name, strlen(name));
-    if (notice) tsyncfs_kenqueue(notice, &(notice->next));
-  }
-  return res;
+  if (tsyncfs_krequest != NULL && count >= 1) tsyncfs_kreply(tsyncfs_krequest, iov, count);
+  return fuse_chan_send(kernel, iov, count);
 }
 
 static struct fuse_chan_ops tsyncfs_kchan_ops = { .send = tsyncfs_kchan_send };
@@ -933,13 +926,11 @@ static void tsyncfs_kresolve (const char *path, uint64_t *parent, uint64_t *node
 }
 
 static void tsyncfs_knotify (struct fuse_chan *ch, tsyncfs_knotice_t *notice) {
-  uint64_t parent = notice->parent, nodeid = notice->nodeid;
-  const char *name = notice->name;
-  if (parent == 0) {
-    pthread_mutex_lock(&tsyncfs_klock);
-    tsyncfs_kresolve(notice->name, &parent, &nodeid, &name);
-    pthread_mutex_unlock(&tsyncfs_klock);
-  }
+  uint64_t parent, nodeid;
+  const char *name;
+  pthread_mutex_lock(&tsyncfs_klock);
+  tsyncfs_kresolve(notice->path, &parent, &nodeid, &name);
+  pthread_mutex_unlock(&tsyncfs_klock);
   /* Attributes only (offset -1): a new version's pages go at its next open (auto_cache). */
   if (nodeid != 0) fuse_lowlevel_notify_inval_inode(ch, nodeid, -1, 0);
   if (parent != 0 && notice->gone) fuse_lowlevel_notify_inval_entry(ch, parent, name, strlen(name));
@@ -1009,7 +1000,7 @@ static void tsyncfs_knotify_end (int started) {
 
 /* (changes): paths that changed other than through this mount, each as "+path" (it exists)
    or "-path" (it went), ended by a NUL. Each is counted before it is told, so that a reply
-   racing the change is told again (tsyncfs_kreply). */
+   racing the change is not kept (tsyncfs_kreply). */
 NAPI_METHOD(tsyncfs_kernel_changed) {
   NAPI_ARGV(1)
   size_t size = 0;
@@ -1024,7 +1015,7 @@ NAPI_METHOD(tsyncfs_kernel_changed) {
     uint64_t seq = atomic_load(&tsyncfs_kchanges) + 1; /* only this thread counts */
     atomic_store(&tsyncfs_krecent[seq % TSYNCFS_KRECENT], tsyncfs_hash(slash ? slash + 1 : path));
     atomic_store(&tsyncfs_kchanges, seq);
-    tsyncfs_knotice_t *notice = tsyncfs_knotice(0, 0, at[0] == '-', path, strlen(path));
+    tsyncfs_knotice_t *notice = tsyncfs_knotice(at[0] == '-', path);
     if (notice == NULL) continue;
     *last = notice;
     last = &(notice->next);

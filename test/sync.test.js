@@ -165,4 +165,10 @@ test("a peer's changes reach the names and stats that the kernel keeps", { timeo
   await waitFor(async () => (await held.stat()).size === 13, { timeout: soon, message: 'the new size through a handle B held open' })
   t.is(await fs.readFile(b.p('moved/f'), 'utf8'), 'one, longer now\n', 'B reads the new bytes')
   t.is(await fs.readFile(b.p('open.txt'), 'utf8'), 'five, longer\n', 'and those of the file it held open, opened again')
+
+  // A directory made here stays a working directory: a change to the name during the mkdir
+  // (its own entry) must not make the kernel drop the directory in use.
+  const made = await b.sh('mkdir -p made/here && cd made/here && sleep 0.5 && pwd -P && echo six > f')
+  t.is(made.code, 0, 'a directory just made is still a working directory ' + made.stderr)
+  await a.waitForContent('made/here/f', 'six\n', soon)
 })

@@ -1,7 +1,8 @@
 // The kernel keeps the names and stats it looked up for long, because every change made
-// other than through the mount (a peer's, the web UI's) is told to it by the patched addon
-// (scripts/patch-fuse-native.js, "kernel view"). A warm `ls -lR` or `find` then asks the
-// daemon nothing but the listings. Changes made through the mount the kernel knows already.
+// other than through the mount (a peer's, or a conflict copy made from one) is told to it
+// by the patched addon (scripts/patch-fuse-native.js, "kernel view"). A warm `ls -lR` or
+// `find` then asks the daemon nothing but the listings. Changes made through the mount the
+// kernel knows already.
 
 export interface KernelCacheBinding {
   /** Each change as "+path" (exists) or "-path" (went), ended by a NUL. */
