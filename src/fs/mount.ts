@@ -152,8 +152,9 @@ export class FolderMount {
     // getattr answers from the addon's stat cache until its path changes.
     const stats = new StatCache(binding, (path) => this.folder.exists(path))
     // The addon's stat cache first: a reply computed from it before the change is then
-    // the kernel view's to tell again. A file written here shows its staged stat, which
-    // the kernel learnt through the mount, until it is retired (then announced if changed).
+    // counted as racing it, and the kernel view sends it with no time to keep it. A file
+    // written here shows its staged stat, which the kernel learnt through the mount, until
+    // it is retired (then announced if changed).
     this.folder.onChange((paths) => {
       for (const p of paths) {
         stats.changed(p)

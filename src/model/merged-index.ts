@@ -47,8 +47,9 @@ export class MergedIndex {
     this.changeListeners.push(listener)
   }
 
-  /** Calls the change listeners for paths whose stat changed outside the index (a file
-   *  written here and shown as staged until then, once it is retired). */
+  /** Calls the change listeners with paths whose visible node or shown stat may have
+   *  changed: after every put, and for a file written here, shown as staged until it is
+   *  retired. */
   announce(paths: readonly string[]): void {
     for (const listener of this.changeListeners) listener(paths)
   }
@@ -63,8 +64,7 @@ export class MergedIndex {
       if (i >= 0) list[i] = entry
       else list.push(entry)
     }
-    const touched = this.refresh(path)
-    for (const listener of this.changeListeners) listener(touched)
+    this.announce(this.refresh(path))
   }
 
   candidatesOf(path: string): Entry[] {
