@@ -248,45 +248,77 @@ export class ContentStore {
 
   /** Appends files' bytes, each given as chunks of exactly BLOCK_SIZE (the last may be
    *  shorter), to a writable blob core; returns where each landed and its hash. Blocks of
-   *  several files share appends: one storage write for many small files. */
+   *  several files share appends: one storage write for many small files. One append is
+   *  under way while the next batch is read and hashed: hypercore's append (encryption,
+   *  tree, the storage's write) and the staging file's reads overlap. */
   async appendFiles(core: Hypercore, files: Array<AsyncIterable<Buffer> | null>): Promise<Array<{ ref: ContentRef; hash: string } | null>> {
     await core.ready()
-    let batch: Buffer[] = []
-    let pendingBytes = 0 // bytes in `batch`: core.byteLength counts them only once appended
-    const flush = async (): Promise<void> => {
-      if (batch.length) await core.append(batch)
-      batch = []
-      pendingBytes = 0
-    }
+    const appends = new PipelinedAppends(core)
     const out: Array<{ ref: ContentRef; hash: string } | null> = []
     for (const chunks of files) {
       if (!chunks) {
         out.push(null)
         continue
       }
-      const blockOffset = core.length + batch.length
-      const byteOffset = core.byteLength + pendingBytes
+      const blockOffset = appends.length
+      const byteOffset = appends.byteLength
       const hash = createHash('sha256')
-      let byteLength = 0
       for await (const chunk of chunks) {
         hash.update(chunk)
-        byteLength += chunk.length
-        batch.push(chunk)
-        pendingBytes += chunk.length
-        if (pendingBytes >= APPEND_BATCH_BYTES || batch.length >= APPEND_BATCH_BLOCKS) await flush()
+        await appends.push(chunk)
       }
       const ref: ContentRef = {
         core: core.key.toString('hex'),
         blockOffset,
-        blockLength: core.length + batch.length - blockOffset,
+        blockLength: appends.length - blockOffset,
         byteOffset,
-        byteLength,
+        byteLength: appends.byteLength - byteOffset,
         blockSize: BLOCK_SIZE
       }
       out.push({ ref, hash: hash.digest('hex') })
     }
-    await flush()
+    await appends.end()
     return out
+  }
+}
+
+/** Blocks appended in batches, with at most one batch's append in flight. `length` and
+ *  `byteLength` count every block pushed, as if all were appended already. */
+class PipelinedAppends {
+  length: number
+  byteLength: number
+  private batch: Buffer[] = []
+  private batchBytes = 0
+  private inFlight: Promise<unknown> = Promise.resolve()
+
+  constructor(private readonly core: Hypercore) {
+    this.length = core.length
+    this.byteLength = core.byteLength
+  }
+
+  /** Waits only when a full batch must wait for the previous append. */
+  async push(block: Buffer): Promise<void> {
+    this.batch.push(block)
+    this.batchBytes += block.length
+    this.length++
+    this.byteLength += block.length
+    if (this.batchBytes >= APPEND_BATCH_BYTES || this.batch.length >= APPEND_BATCH_BLOCKS) await this.handOver()
+  }
+
+  /** Resolves when every block pushed is appended; rejects if any append failed. */
+  async end(): Promise<void> {
+    await this.handOver()
+    await this.inFlight
+  }
+
+  private async handOver(): Promise<void> {
+    if (this.batch.length === 0) return
+    const blocks = this.batch
+    this.batch = []
+    this.batchBytes = 0
+    await this.inFlight
+    this.inFlight = this.core.append(blocks)
+    this.inFlight.catch(() => {}) // observed by the next handOver or end, not unhandled meanwhile
   }
 }
 
