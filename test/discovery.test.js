@@ -5,6 +5,8 @@
 const test = require('brittle')
 const fs = require('fs').promises
 const path = require('path')
+const dgram = require('dgram')
+const { spawn } = require('child_process')
 const { Device, makeLan, spawnIn, newSecret, waitFor, exec, sh, BIN, ROOT, RUN_DIR } = require('./helpers')
 
 const NO_LAN = { TSYNCFS_LAN: '0' }
@@ -219,6 +221,41 @@ test('a private bootstrap node (tsyncfs bootstrap) serves devices cut off from t
   await b.waitForContent('private.txt', 'through a private DHT', 60000)
   t.pass('a file travels between them')
 })
+
+// Hyperswarm looks a topic up again only every 10 minutes. B starts while its DHT is down,
+// so its announce goes nowhere; A starts once the DHT is up and finds no one. Alone, each
+// looks again within seconds (src/swarm/network.ts); before, they stayed apart for 10 minutes.
+test('devices that missed each other on the DHT look again while alone, within seconds', { timeout: 150000 }, async (t) => {
+  const port = await freeUdpPort()
+  const bootstrap = `127.0.0.1:${port}`
+  const secret = await newSecret()
+  const b = new Device(t, bootstrap, 'B')
+  await b.mount(secret)
+  await new Promise((resolve) => setTimeout(resolve, 20000)) // B's first lookup and announce fail meanwhile
+  const node = spawn(process.execPath, [BIN, 'bootstrap', '--host', '127.0.0.1', '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { try { node.kill('SIGKILL') } catch {} })
+  let output = ''
+  node.stdout.on('data', (d) => { output += d })
+  await waitFor(() => output.includes('listening'), { message: 'the bootstrap node' })
+  const a = new Device(t, bootstrap, 'A')
+  await a.mount(secret)
+  const started = Date.now()
+  await fs.writeFile(a.p('late.txt'), 'found after all')
+  await b.waitForContent('late.txt', 'found after all', 60000).catch((err) => t.fail(`${err.message}\nA: ${a.log()}\nB: ${b.log()}`))
+  t.ok(Date.now() - started < 60000, `B has A's file ${((Date.now() - started) / 1000).toFixed(1)} s after A mounted`)
+})
+
+/** A UDP port on loopback that nothing uses right now. */
+function freeUdpPort () {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket('udp4')
+    socket.on('error', reject)
+    socket.bind(0, '127.0.0.1', () => {
+      const { port } = socket.address()
+      socket.close(() => resolve(port))
+    })
+  })
+}
 
 test('a DHT peer moved to TCP falls back to the DHT when TCP is cut, and syncs on', { timeout: 240000 }, async (t) => {
   const { h0, h2, a, b } = await privateDhtPair(t)

@@ -86,6 +86,12 @@ interface Peer {
 const PROOF_TIMEOUT_MS = 15000
 const DIALER_PROOF_TIMEOUT_MS = 10000
 const DUPLICATE_GRACE_MS = 5000
+// Hyperswarm looks the topic up (and announces it) again only every 10 minutes. Two devices
+// that each looked before the other had announced then waited that long (seen here when
+// both started at once; also after a DHT that was unreachable at the start). While no
+// device is connected, look again soon, then less often.
+const ALONE_LOOKUP_FIRST_MS = 5000
+const ALONE_LOOKUP_MAX_MS = 120000
 
 const hex = (key: Buffer): string => key.toString('hex')
 
@@ -105,6 +111,7 @@ export class FolderNetwork {
   private readonly byKey = new Map<string, Peer>()
   // Remote keys that connected and failed the folder proof: never connected to again.
   private readonly denied = new Set<string>()
+  private aloneLookup: NodeJS.Timeout | null = null
 
   constructor(
     private readonly keys: FolderKeys,
@@ -149,6 +156,22 @@ export class FolderNetwork {
     }
     await this.relay?.start()
     this.topicDiscovery = this.swarm?.join(this.keys.topic, { server: true, client: true }) ?? null
+    this.lookAgainWhileAlone()
+  }
+
+  /** Refreshes the topic's discovery after `delay`, and again at doubling intervals, until
+   *  a device is connected. */
+  private lookAgainWhileAlone(delay = ALONE_LOOKUP_FIRST_MS): void {
+    if (this.aloneLookup) clearTimeout(this.aloneLookup)
+    this.aloneLookup = null
+    if (!this.topicDiscovery) return
+    this.aloneLookup = setTimeout(() => {
+      this.aloneLookup = null
+      if (this.byKey.size > 0) return
+      this.topicDiscovery?.refresh().catch(() => {})
+      this.lookAgainWhileAlone(Math.min(delay * 2, ALONE_LOOKUP_MAX_MS))
+    }, delay)
+    this.aloneLookup.unref()
   }
 
   /** Connects to the relay once, to learn its address (hyperdht does not say which connections it relayed). */
@@ -247,6 +270,7 @@ export class FolderNetwork {
       this.peers.delete(conn)
       if (this.byKey.get(key) === peer) this.byKey.delete(key)
       this.log(`peer ${status.id} disconnected`)
+      if (this.byKey.size === 0) this.lookAgainWhileAlone()
       if (via !== 'dht' && !this.byKey.has(key)) this.allowDhtAgain(conn.remotePublicKey)
     })
     return keep
@@ -300,6 +324,8 @@ export class FolderNetwork {
   }
 
   async stop(): Promise<void> {
+    if (this.aloneLookup) clearTimeout(this.aloneLookup)
+    this.topicDiscovery = null // no lookup after this
     this.lan?.stop()
     await this.relay?.stop()
     await this.direct.stop()
