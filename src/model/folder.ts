@@ -8,7 +8,7 @@ import Hypercore from 'hypercore'
 import { FolderKeys } from '../secrets'
 import { ReadAhead } from '../cache/read-ahead'
 import { Certificate, certify, isValidCertificate, loadMembers, saveMembers } from './certificates'
-import { ContentStore, BLOCK_SIZE } from './content'
+import { ContentStore, BLOCK_SIZE, BACKGROUND_DELAY_MS } from './content'
 import { ContentRef, Entry, EntryType, typeBits } from './entry'
 import { fail, FsError } from './errors'
 import { MemberDrive, groupRecords } from './member-drive'
@@ -332,8 +332,9 @@ export class Folder extends EventEmitter {
     if (h.readAhead.seeked) this.holdReadAhead(h, reading)
     if (range) {
       const prefetch = (): void => this.content.prefetch(ref, range[0], range[1])
-      // After the seek's own read, and after its replies: the requests' sends come second.
-      if (h.seekRead) h.seekRead.then(() => setImmediate(prefetch))
+      // After the seek's own read, and after its replies and the requests they bring: the
+      // read-ahead's sends come second.
+      if (h.seekRead) h.seekRead.then(() => setTimeout(prefetch, BACKGROUND_DELAY_MS))
       else prefetch()
     }
     return reading
