@@ -13,15 +13,15 @@ import { MAX_WINDOW } from '../cache/read-ahead'
 export const BLOCK_SIZE = 1024 * 1024
 // One append takes up to 4 MiB, or up to 256 blocks of small files (one group commit's).
 const APPEND_BATCH_BYTES = 4 * 1024 * 1024
+const APPEND_BATCH_BLOCKS = 256
+// Room for a whole read-ahead window of local blocks, plus the blocks being read.
+const RECENT_BLOCKS = MAX_WINDOW + 8
 /** Work that no reader waits for (a block's read copy, the read-ahead after a seek) starts
  *  this long after the read that set it off: the reader's next requests (the rest of its
  *  read, which the kernel sends once the first replies are in) come first. Started in the
  *  same turn of the event loop, it held those back about 6 ms (traced: 1 MiB at a fresh
  *  offset of a cold file, 4 of its 8 requests answered 6 ms after the others). */
 export const BACKGROUND_DELAY_MS = 3
-const APPEND_BATCH_BLOCKS = 256
-// Room for a whole read-ahead window of local blocks, plus the blocks being read.
-const RECENT_BLOCKS = MAX_WINDOW + 8
 
 export class ContentStore {
   private readonly cores = new Map<string, Hypercore>()
