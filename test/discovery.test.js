@@ -6,7 +6,6 @@ const test = require('brittle')
 const fs = require('fs').promises
 const path = require('path')
 const dgram = require('dgram')
-const { spawn } = require('child_process')
 const { Device, makeLan, spawnIn, newSecret, waitFor, exec, sh, BIN, ROOT, RUN_DIR } = require('./helpers')
 
 const NO_LAN = { TSYNCFS_LAN: '0' }
@@ -232,11 +231,8 @@ test('devices that missed each other on the DHT look again while alone, within s
   const b = new Device(t, bootstrap, 'B')
   await b.mount(secret)
   await new Promise((resolve) => setTimeout(resolve, 20000)) // B's first lookup and announce fail meanwhile
-  const node = spawn(process.execPath, [BIN, 'bootstrap', '--host', '127.0.0.1', '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { try { node.kill('SIGKILL') } catch {} })
-  let output = ''
-  node.stdout.on('data', (d) => { output += d })
-  await waitFor(() => output.includes('listening'), { message: 'the bootstrap node' })
+  const node = spawnIn(t, null, process.execPath, [BIN, 'bootstrap', '--host', '127.0.0.1', '--port', String(port)])
+  await waitFor(() => node.output.includes('listening'), { message: 'the bootstrap node' })
   const a = new Device(t, bootstrap, 'A')
   await a.mount(secret)
   const started = Date.now()

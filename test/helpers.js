@@ -250,9 +250,11 @@ async function deleteNamespaces (names) {
   }
 }
 
-/** Starts a long-running command inside a namespace; killed by PID at teardown. */
+/** Starts a long-running command inside a namespace (`host` null: here, on loopback);
+ *  killed by PID at teardown. */
 function spawnIn (t, host, file, args, opts = {}) {
-  const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts })
+  const [cmd, argv] = host ? ['nsenter', [`--net=/run/netns/${host.ns}`, file, ...args]] : [file, args]
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...opts })
   child.output = ''
   child.stdout.on('data', (d) => { child.output += d })
   child.stderr.on('data', (d) => { child.output += d })
