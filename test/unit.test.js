@@ -520,20 +520,25 @@ test('staging: closed files survive a crash through the journal, in order, and o
   t.alike(await bytesOf(s), Buffer.from('ab\0\0z'), 'a truncated in-memory file reads zeros past its old end')
 })
 
-test('ReadAhead: a seek asks for the next blocks at once; a sequential read doubles the window up to its bound', async (t) => {
+test('ReadAhead: after a seek, nothing until the reader is past the middle of a block; then the window doubles with each block, up to its bound', async (t) => {
   const { ReadAhead, MIN_WINDOW, MAX_WINDOW } = require('../dist/cache/read-ahead')
-  const B = 256 * 1024
+  const B = 1024 * 1024
+  const R = 128 * 1024 // the kernel's requests
   const ra = new ReadAhead()
-  t.alike(ra.observe(512 * B, 128 * 1024, B, 4096), [513, 513 + MIN_WINDOW], 'a read after a seek prefetches the smallest window')
+  t.is(ra.observe(512 * B, R, B, 4096), null, 'a read after a seek prefetches nothing yet')
   t.ok(ra.seeked, 'and counts as a seek (its read-ahead waits for its own block)')
-  t.is(ra.observe(512 * B + 128 * 1024, 128 * 1024, B, 4096), null, 'the rest of the first block: already asked for')
+  for (let i = 1; i < 4; i++) t.is(ra.observe(512 * B + i * R, R, B, 4096), null, `in order up to the middle of the block (${i + 1} of 8): still nothing`)
   t.absent(ra.seeked, 'a read that follows the one before is no seek')
-  t.alike(ra.observe(513 * B, 128 * 1024, B, 4096), [513 + MIN_WINDOW, 514 + 2 * MIN_WINDOW], 'the next block: a window twice as large, beyond what was asked')
+  t.alike(ra.observe(512 * B + 4 * R, R, B, 4096), [513, 513 + MIN_WINDOW], 'past the middle: the smallest window after the block')
+  for (let i = 5; i < 8; i++) t.is(ra.observe(512 * B + i * R, R, B, 4096), null, 'the rest of the block: already asked for')
+  t.alike(ra.observe(513 * B, R, B, 4096), [513 + MIN_WINDOW, 514 + 2 * MIN_WINDOW], 'the next block: a window twice as large, beyond what was asked')
+  t.is(ra.observe(513 * B + R, R, B, 4096), null, 'and nothing more within that block')
   let last = null
-  for (let i = 4; i < 200; i++) last = ra.observe(512 * B + i * 128 * 1024, 128 * 1024, B, 4096) ?? last
-  t.ok(last[1] - Math.floor((512 * B + 200 * 128 * 1024 - 1) / B) - 1 <= MAX_WINDOW, 'the window stays within its bound')
+  for (let i = 10; i < 400; i++) last = ra.observe(512 * B + i * R, R, B, 4096) ?? last
+  t.ok(last[1] - Math.floor((512 * B + 400 * R - 1) / B) - 1 <= MAX_WINDOW, 'the window stays within its bound')
   t.alike(ra.observe(4095 * B, B, B, 4096), null, 'nothing to prefetch past the end')
-  t.alike(ra.observe(10 * B, 4096, B, 4096), [11, 11 + MIN_WINDOW], 'a seek back starts over')
+  t.is(ra.observe(10 * B, 4096, B, 4096), null, 'a seek back starts over: a small random read prefetches nothing')
+  t.alike(ra.observe(20 * B, B, B, 4096), [21, 21 + MIN_WINDOW], 'a seek read of a whole block asks for the next ones at once')
 })
 
 test('CommitPacer: a lone change starts at once; while files keep coming, commits wait for the pace; a waiter hurries one', async (t) => {
