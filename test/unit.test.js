@@ -539,6 +539,14 @@ test('ReadAhead: after a seek, nothing until the reader is past the middle of a 
   t.alike(ra.observe(4095 * B, B, B, 4096), null, 'nothing to prefetch past the end')
   t.is(ra.observe(10 * B, 4096, B, 4096), null, 'a seek back starts over: a small random read prefetches nothing')
   t.alike(ra.observe(20 * B, B, B, 4096), [21, 21 + MIN_WINDOW], 'a seek read of a whole block asks for the next ones at once')
+  const reordered = new ReadAhead()
+  reordered.observe(100 * B, R, B, 4096)
+  reordered.observe(100 * B + 2 * R, R, B, 4096)
+  t.absent(reordered.seeked, 'a request that overtook the one before it is no seek (FUSE threads reorder them)')
+  reordered.observe(100 * B + R, R, B, 4096)
+  t.absent(reordered.seeked, 'nor the one it overtook')
+  t.is(reordered.observe(100 * B + 3 * R, R, B, 4096), null, 'four requests: half the block, nothing yet')
+  t.alike(reordered.observe(100 * B + 4 * R, R, B, 4096), [101, 101 + MIN_WINDOW], 'the fifth is past the middle')
 })
 
 test('CommitPacer: a lone change starts at once; while files keep coming, commits wait for the pace; a waiter hurries one', async (t) => {

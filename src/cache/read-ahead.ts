@@ -10,16 +10,18 @@ export class ReadAhead {
   private nextOffset = -1
   private window = 0 // 0: not yet shown to be sequential since the last seek
   private block = -1 // the block the reader is in
-  private sinceSeek = 0 // bytes read in order since the last seek
+  private sinceSeek = 0 // bytes read near each other since the last seek
   private prefetchedTo = 0 // first block index not yet asked for
   seeked = false // the last read observed did not follow the one before
 
   /** Returns the [start, end) block range to prefetch now, or null. */
   observe(offset: number, length: number, blockSize: number, totalBlocks: number): [number, number] | null {
-    const sequential = offset === this.nextOffset
+    // In order within a block's reach: the kernel's requests for one read reach the event
+    // loop through several FUSE threads, not always in the order they were sent.
+    const sequential = this.nextOffset >= 0 && Math.abs(offset - this.nextOffset) <= blockSize
     const lastRead = Math.floor((offset + length - 1) / blockSize)
     this.seeked = !sequential
-    this.nextOffset = offset + length
+    this.nextOffset = sequential ? Math.max(this.nextOffset, offset + length) : offset + length
     if (!sequential) {
       this.window = 0
       this.sinceSeek = 0
