@@ -12,7 +12,7 @@ export class ReadAhead {
   private block = -1 // the block the reader is in
   private sinceSeek = 0 // bytes read near each other since the last seek
   private prefetchedTo = 0 // first block index not yet asked for
-  seeked = false // the last read observed did not follow the one before
+  seeked = false // the last read observed was not within a block of where the one before ended
 
   /** Returns the [start, end) block range to prefetch now, or null. */
   observe(offset: number, length: number, blockSize: number, totalBlocks: number): [number, number] | null {
