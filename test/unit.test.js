@@ -728,3 +728,15 @@ test('ContentStore.compact frees a core\'s cleared blocks, though the store coll
   t.ok(after <= bound, `after clearing all blocks but the first and compacting that core, blob files hold ${(after / 1048576).toFixed(1)} MiB of ${(before / 1048576).toFixed(1)}`)
   t.alike(await copy.get(0), await source.get(0), 'the block kept reads back intact')
 })
+
+test('TrimPolicy: freed memory goes back when the heap has grown since the last trim, not while it stays or shrinks', async (t) => {
+  const { TrimPolicy } = require('../dist/daemon/heap')
+  const MiB = 1024 * 1024
+  const policy = new TrimPolicy(50 * MiB, 16 * MiB)
+  t.absent(policy.shouldTrim(50 * MiB), 'an idle heap: no trim')
+  t.absent(policy.shouldTrim(60 * MiB), 'grown less than the step')
+  t.ok(policy.shouldTrim(70 * MiB), 'grown by the step since the start')
+  t.absent(policy.shouldTrim(70 * MiB), 'not again while it stays')
+  t.absent(policy.shouldTrim(40 * MiB), 'a shrinking heap: no trim')
+  t.ok(policy.shouldTrim(57 * MiB), 'grown by the step from its low point')
+})
