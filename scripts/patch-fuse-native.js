@@ -41,7 +41,7 @@
 //    index's child nodes (index.js passes it on as it is).
 //  - malloc_trim: glibc keeps freed memory for reuse, and after a 1 GiB transfer the daemon
 //    held about 30 MiB of it for good; tsyncfs_malloc_trim gives it back (src/daemon/heap.ts
-//    calls it every 20 s). Node has no binding for it.
+//    calls it when the JS heap grows). Node has no binding for it.
 //  - kernel view: replies pass through a channel of the loop's own, which mirrors the node
 //    ids the kernel holds for each (parent, name); tsyncfs_kernel_changed tells the kernel
 //    of changes made other than through the mount, on a thread of its own, so that it may
