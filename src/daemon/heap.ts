@@ -31,10 +31,10 @@ export function useFrugalHeap(trimMalloc?: () => void): void {
  *  TRIM_AFTER_HEAP_GROWTH since the last trim (or since its low point after it).
  *  glibc keeps what was freed for reuse: after a 1 GiB transfer about 30 MiB, which V8's
  *  heap cannot use. A growing heap (many files) would add its own peak on top, so that is
- *  when it goes back (a 1 GiB read then 20,000 files: 211 -> 176 MiB). An idle daemon keeps
- *  it: the next read reuses it, where after a trim it faulted in 4-16 MiB of fresh pages at
- *  about 5 us each on this VM (a 1 MiB read at a fresh offset after 25 s idle: 32-100 ms
- *  with a trim every 20 s, 15-53 ms without). */
+ *  when it goes back (the bench's peak: 263 MiB, 265 with a trim every 20 s, 316 with
+ *  none). An idle daemon keeps it: the next read reuses it, where after a trim it faulted
+ *  in 4-16 MiB of fresh pages at about 5 us each on this VM (a 1 MiB read at a fresh offset
+ *  after 25 s idle: 32-100 ms with a trim every 20 s, 15-53 ms with this rule). */
 export class TrimPolicy {
   private mark: number
 
